@@ -1,0 +1,156 @@
+/**
+ * Bring a run up, down, or report on it, through the Driver interface only.
+ * A failed or interrupted `up` (AbortSignal, e.g. from SIGINT) removes everything the run created
+ * (testcontainers: a failed wait tears down what it started). The current run is remembered in
+ * `.cache/runs/current.json` so `down` and `status` find it without an id.
+ */
+import { randomBytes } from "node:crypto";
+import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import path from "node:path";
+import type { AppliedImpairment, Driver, NetworkState, NodeState } from "./drivers/driver.ts";
+import { RunNotFoundError } from "./errors.ts";
+import { planRun, type DriverKind, type RunPlan } from "./plan.ts";
+import type { Topology } from "./topology/model.ts";
+import { formatDurationMs, formatRateBitsPerSecond } from "./topology/units.ts";
+import type { ImpairmentSpec } from "./topology/model.ts";
+
+export type Progress = (line: string) => void;
+
+/** `qmt-<topology name>-<6 hex>`; the name part is cut so ids stay short enough for Docker names. */
+export function newRunId(topologyName: string): string {
+  return `qmt-${topologyName.slice(0, 24)}-${randomBytes(3).toString("hex")}`;
+}
+
+export interface CurrentRun {
+  runId: string;
+  driver: string;
+  topologyName: string;
+  topologyFile: string;
+  /** ISO 8601, for humans only. */
+  startedAt: string;
+}
+
+export function defaultStateDir(): string {
+  return path.join(process.cwd(), ".cache", "runs");
+}
+
+const CURRENT_FILE = "current.json";
+
+export async function readCurrentRun(stateDir = defaultStateDir()): Promise<CurrentRun | undefined> {
+  let text: string;
+  try {
+    text = await readFile(path.join(stateDir, CURRENT_FILE), "utf8");
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw error;
+  }
+  return JSON.parse(text) as CurrentRun;
+}
+
+export async function writeCurrentRun(run: CurrentRun, stateDir = defaultStateDir()): Promise<void> {
+  await mkdir(stateDir, { recursive: true });
+  await writeFile(path.join(stateDir, CURRENT_FILE), `${JSON.stringify(run, null, 2)}\n`);
+}
+
+/** Forget the current run, only if it is `runId` (another `up` may have replaced it). */
+export async function clearCurrentRun(runId: string | undefined, stateDir = defaultStateDir()): Promise<void> {
+  const current = await readCurrentRun(stateDir);
+  if (current !== undefined && (runId === undefined || current.runId === runId)) await rm(path.join(stateDir, CURRENT_FILE), { force: true });
+}
+
+export function driverKind(driver: Driver): DriverKind {
+  return driver.name === "docker" ? "docker" : "local";
+}
+
+export interface UpResult {
+  plan: RunPlan;
+  networks: NetworkState[];
+  nodes: NodeState[];
+  impairments: AppliedImpairment[];
+}
+
+export function describeImpairment(spec: ImpairmentSpec): string {
+  const parts: string[] = [];
+  if (spec.delayMs !== undefined) parts.push(`delay ${formatDurationMs(spec.delayMs)}`);
+  if (spec.jitterMs !== undefined) parts.push(`jitter ${formatDurationMs(spec.jitterMs)}${spec.jitterDistribution ? ` ${spec.jitterDistribution}` : ""}`);
+  if (spec.lossPercent !== undefined) parts.push(`loss ${spec.lossPercent}%${spec.lossCorrelationPercent !== undefined ? ` (correlation ${spec.lossCorrelationPercent}%)` : ""}`);
+  if (spec.rateBitsPerSecond !== undefined) parts.push(`rate ${formatRateBitsPerSecond(spec.rateBitsPerSecond)}`);
+  if (spec.reorderPercent !== undefined) parts.push(`reorder ${spec.reorderPercent}%`);
+  if (spec.duplicatePercent !== undefined) parts.push(`duplicate ${spec.duplicatePercent}%`);
+  if (spec.corruptPercent !== undefined) parts.push(`corrupt ${spec.corruptPercent}%`);
+  if (spec.limitPackets !== undefined) parts.push(`limit ${spec.limitPackets}`);
+  if (spec.seed !== undefined) parts.push(`seed ${spec.seed}`);
+  return parts.join(", ");
+}
+
+export async function up(
+  topology: Topology,
+  driver: Driver,
+  opts: { runId: string; signal?: AbortSignal; onProgress?: Progress; stateDir?: string },
+): Promise<UpResult> {
+  const progress = opts.onProgress ?? (() => {});
+  const plan = planRun(topology, { runId: opts.runId, driver: driverKind(driver) });
+  const result: UpResult = { plan, networks: [], nodes: [], impairments: [] };
+  await writeCurrentRun({ runId: opts.runId, driver: driver.name, topologyName: topology.name, topologyFile: topology.file, startedAt: new Date().toISOString() }, opts.stateDir);
+  try {
+    for (const network of plan.networks) {
+      opts.signal?.throwIfAborted();
+      progress(`network ${network.name} (${network.kind} ${network.subnet})`);
+      result.networks.push(await driver.createNetwork(opts.runId, network, opts.signal));
+    }
+    for (const node of plan.nodes) {
+      opts.signal?.throwIfAborted();
+      progress(`node ${node.name} (${node.role})`);
+      result.nodes.push(await driver.startNode(opts.runId, node, opts.signal));
+    }
+    for (const impairment of plan.impairments) {
+      opts.signal?.throwIfAborted();
+      progress(`impair ${impairment.target.node}/${impairment.target.network} ${impairment.target.direction}: ${describeImpairment(impairment.spec)}`);
+      result.impairments.push(await driver.impair(opts.runId, impairment.target, impairment.spec, opts.signal));
+    }
+    opts.signal?.throwIfAborted();
+  } catch (error) {
+    progress(`up failed, removing run ${opts.runId}`);
+    try {
+      // Not the (possibly aborted) signal: cleanup must run to the end.
+      const { removed } = await driver.removeRun(opts.runId);
+      progress(`removed ${removed} object(s) of run ${opts.runId}`);
+      await clearCurrentRun(opts.runId, opts.stateDir);
+    } catch (cleanupError) {
+      progress(`cleanup of run ${opts.runId} failed too: ${(cleanupError as Error).message}; run \`down --run ${opts.runId}\``);
+    }
+    throw error;
+  }
+  return result;
+}
+
+async function resolveRunId(runId: string | undefined, stateDir: string | undefined): Promise<string> {
+  if (runId !== undefined) return runId;
+  const current = await readCurrentRun(stateDir);
+  if (current === undefined) throw new RunNotFoundError(undefined, "name one with --run ID, or start one with `up`");
+  return current.runId;
+}
+
+/** Remove one run (default: the current one), or every run of this driver with `all`. */
+export async function down(driver: Driver, runId?: string, opts: { all?: boolean; signal?: AbortSignal; stateDir?: string } = {}): Promise<{ runId: string | undefined; removed: number }> {
+  if (opts.all === true) {
+    const { removed } = await driver.removeRun(undefined, opts.signal);
+    await clearCurrentRun(undefined, opts.stateDir);
+    return { runId: undefined, removed };
+  }
+  const id = await resolveRunId(runId, opts.stateDir);
+  const { removed } = await driver.removeRun(id, opts.signal);
+  await clearCurrentRun(id, opts.stateDir);
+  return { runId: id, removed };
+}
+
+export async function status(driver: Driver, runId?: string, opts: { signal?: AbortSignal; stateDir?: string } = {}): Promise<{ runId: string; networks: NetworkState[]; nodes: NodeState[] }> {
+  const id = await resolveRunId(runId, opts.stateDir);
+  const listed = await driver.listRun(id, opts.signal);
+  return { runId: id, ...listed };
+}
+
+/** The run id a node-level command (impair, heal, logs, exec) acts on. */
+export async function currentRunId(runId: string | undefined, stateDir?: string): Promise<string> {
+  return resolveRunId(runId, stateDir);
+}
