@@ -1,0 +1,404 @@
+/**
+ * The Docker driver (dockerode). Every object it creates carries `runLabels(runId)` plus role, node
+ * and network labels, so `removeRun` finds everything by label, also after a crash.
+ *
+ * Names: network `<runId>-<network>`, container `<runId>-<node>`.
+ * Isolation: each network is its own bridge. With dockerd's iptables on (the default, and what works
+ * on this project's CI kernel), the DOCKER-ISOLATION chains drop forwarding between bridges, so a
+ * node only on data networks cannot reach an address on mgmt (test/docker/docker-driver.test.ts
+ * checks this with a real UDP probe). mgmt is also created `internal` (no route out of the host).
+ * Capabilities: ALL dropped; NET_ADMIN added only for nodes `impairable(spec)` says yes to (tc netem;
+ * default: the data-plane roles lb, server, client).
+ * Impairments: netem inside the container's netns through exec (../impairments/netem.ts).
+ */
+import Docker from "dockerode";
+import type { ImpairmentSpec, NetworkSpec, NodeSpec } from "../topology/model.ts";
+import {
+  LABEL_NETWORK,
+  LABEL_NODE,
+  LABEL_ROLE,
+  LABEL_RUN,
+  runLabels,
+  type AppliedImpairment,
+  type Driver,
+  type ExecResult,
+  type ImpairmentTarget,
+  type NetworkState,
+  type NodeState,
+} from "./driver.ts";
+import { DockerUnreachableError, DriverError } from "../errors.ts";
+import { demuxDockerStream } from "./docker-stream.ts";
+import { applyNetem, removeNetem, buildNetemCommands } from "../impairments/netem.ts";
+
+/** Network kind, so listRun can report it (driver.ts has no label for it). */
+export const LABEL_NETWORK_KIND = "io.qmt.network-kind";
+/** Set on containers started with NET_ADMIN. */
+export const LABEL_IMPAIRABLE = "io.qmt.impairable";
+
+export type StartStep = "created" | "connected" | "started" | "ready";
+
+export interface DockerDriverOptions {
+  docker?: Docker;
+  /** Image when a node spec has none; default `qmt/<role>:latest`. */
+  defaultImage?: (spec: NodeSpec) => string;
+  /** Which nodes get NET_ADMIN (needed for tc netem). Default: the data-plane roles (DEFAULT_IMPAIRABLE_ROLES). */
+  impairable?: (spec: NodeSpec) => boolean;
+  /** How long startNode waits for running (and healthy, when the image has a health check). */
+  readyTimeoutMs?: number;
+  /** Called as startNode goes through its steps (progress lines; tests abort at a step). */
+  onStartStep?: (node: string, step: StartStep) => void;
+}
+
+const DRIVER = "docker";
+/** Data-plane roles, whose links drills impair; prometheus, grafana and generic nodes run without NET_ADMIN. */
+export const DEFAULT_IMPAIRABLE_ROLES: readonly NodeSpec["role"][] = ["lb", "server", "client"];
+const POLL_MS = 50;
+const PROBE_TIMEOUT_MS = 5_000;
+const DEFAULT_READY_TIMEOUT_MS = 30_000;
+
+function isStatus(error: unknown, ...codes: number[]): boolean {
+  return typeof error === "object" && error !== null && "statusCode" in error && codes.includes((error as { statusCode: number }).statusCode);
+}
+
+function throwIfAborted(signal: AbortSignal | undefined): void {
+  signal?.throwIfAborted();
+}
+
+function delay(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      reject(signal?.reason);
+    };
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
+function statusOf(state: string | undefined): NodeState["status"] {
+  return state === "running" || state === "created" || state === "exited" ? state : "unknown";
+}
+
+export function dockerNetworkName(runId: string, network: string): string {
+  return `${runId}-${network}`;
+}
+
+export function containerName(runId: string, node: string): string {
+  return `${runId}-${node}`;
+}
+
+export class DockerDriver implements Driver {
+  readonly name = DRIVER;
+  readonly #docker: Docker;
+  readonly #options: DockerDriverOptions;
+
+  constructor(options: DockerDriverOptions = {}) {
+    this.#docker = options.docker ?? new Docker();
+    this.#options = options;
+  }
+
+  async probe(signal?: AbortSignal): Promise<{ ok: true } | { ok: false; reason: string }> {
+    const timeout = AbortSignal.timeout(PROBE_TIMEOUT_MS);
+    const either = signal ? AbortSignal.any([signal, timeout]) : timeout;
+    try {
+      // ping() takes no signal in @types/dockerode; race it against the signal and a timeout.
+      await Promise.race([
+        this.#docker.ping(),
+        new Promise((_, reject) => {
+          if (either.aborted) reject(either.reason);
+          either.addEventListener("abort", () => reject(either.reason), { once: true });
+        }),
+      ]);
+      return { ok: true };
+    } catch (error) {
+      return { ok: false, reason: error instanceof Error ? error.message : String(error) };
+    }
+  }
+
+  /** Wraps an engine call: a connection failure becomes DockerUnreachableError, others DriverError. */
+  async #call<T>(what: string, fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    throwIfAborted(signal);
+    try {
+      return await fn();
+    } catch (error) {
+      if (signal?.aborted) throw signal.reason;
+      const code = (error as { code?: string }).code;
+      if (code === "ECONNREFUSED" || code === "ENOENT" || code === "EACCES") throw new DockerUnreachableError(`${what}: ${String(error)}`, { cause: error });
+      if (error instanceof DriverError || error instanceof DockerUnreachableError) throw error;
+      throw new DriverError(DRIVER, "DRIVER_FAILED", `${what}: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+    }
+  }
+
+  async createNetwork(runId: string, spec: NetworkSpec, signal?: AbortSignal): Promise<NetworkState> {
+    const name = dockerNetworkName(runId, spec.name);
+    const config = [{ Subnet: spec.subnet }, ...(spec.subnet6 ? [{ Subnet: spec.subnet6 }] : [])];
+    const network = await this.#call(
+      `create network ${name}`,
+      () =>
+        this.#docker.createNetwork({
+          Name: name,
+          Driver: "bridge",
+          CheckDuplicate: true,
+          // mgmt carries only control traffic between our own containers: no route off the host.
+          Internal: spec.kind === "mgmt",
+          EnableIPv6: spec.subnet6 !== undefined,
+          IPAM: { Driver: "default", Config: config },
+          Labels: runLabels(runId, { [LABEL_NETWORK]: spec.name, [LABEL_NETWORK_KIND]: spec.kind }),
+          abortSignal: signal,
+        }),
+      signal,
+    );
+    return { name: spec.name, kind: spec.kind, subnet: spec.subnet, id: network.id };
+  }
+
+  async startNode(runId: string, spec: NodeSpec, signal?: AbortSignal): Promise<NodeState> {
+    const name = containerName(runId, spec.name);
+    const image = spec.image ?? this.#options.defaultImage?.(spec) ?? `qmt/${spec.role}:latest`;
+    const impairable = this.#options.impairable?.(spec) ?? DEFAULT_IMPAIRABLE_ROLES.includes(spec.role);
+    const [first, ...rest] = spec.addresses;
+    const endpoint = (address: NodeSpec["addresses"][number]): Docker.EndpointSettings => ({
+      IPAMConfig: { ...(address.ipv4 ? { IPv4Address: address.ipv4 } : {}), ...(address.ipv6 ? { IPv6Address: address.ipv6 } : {}) },
+    });
+    const step = (s: StartStep): void => this.#options.onStartStep?.(spec.name, s);
+    let container: Docker.Container | undefined;
+    try {
+      container = await this.#call(
+        `create container ${name}`,
+        () =>
+          this.#docker.createContainer({
+            name,
+            Image: image,
+            Cmd: spec.command,
+            Env: Object.entries(spec.env).map(([k, v]) => `${k}=${v}`),
+            Labels: runLabels(runId, { [LABEL_NODE]: spec.name, [LABEL_ROLE]: spec.role, [LABEL_IMPAIRABLE]: String(impairable) }),
+            HostConfig: {
+              CapDrop: ["ALL"],
+              CapAdd: impairable ? ["NET_ADMIN"] : [],
+              RestartPolicy: { Name: "no" },
+              // Without a network the container would land on docker0, outside the run's topology.
+              NetworkMode: first ? dockerNetworkName(runId, first.network) : "none",
+            },
+            NetworkingConfig: first ? { EndpointsConfig: { [dockerNetworkName(runId, first.network)]: endpoint(first) } } : undefined,
+            abortSignal: signal,
+          }),
+        signal,
+      );
+      step("created");
+      for (const address of rest) {
+        const network = this.#docker.getNetwork(dockerNetworkName(runId, address.network));
+        await this.#call(
+          `connect ${name} to ${address.network}`,
+          // NetworkConnectOptions has no abortSignal in @types/dockerode; #call checks the signal around it.
+          () => network.connect({ Container: name, EndpointConfig: endpoint(address) }),
+          signal,
+        );
+      }
+      step("connected");
+      await this.#call(`start ${name}`, () => container!.start({ abortSignal: signal }), signal);
+      step("started");
+      await this.#waitReady(container, name, signal);
+      step("ready");
+      return await this.#nodeState(runId, container, signal);
+    } catch (error) {
+      // A failed or aborted start tears down what it created (testcontainers' wait strategies).
+      await this.#docker
+        .getContainer(name)
+        .remove({ force: true, v: true })
+        .catch((removeError: unknown) => {
+          if (!isStatus(removeError, 404, 409)) throw new DriverError(DRIVER, "DRIVER_FAILED", `remove ${name} after failed start`, { cause: [error, removeError] });
+        });
+      throw error;
+    }
+  }
+
+  async #waitReady(container: Docker.Container, name: string, signal?: AbortSignal): Promise<void> {
+    const timeoutMs = this.#options.readyTimeoutMs ?? DEFAULT_READY_TIMEOUT_MS;
+    const deadline = performance.now() + timeoutMs;
+    for (;;) {
+      const info = await this.#call(`inspect ${name}`, () => container.inspect({ abortSignal: signal }), signal);
+      const health = info.State.Health?.Status;
+      if (info.State.Running && (health === undefined || health === "healthy")) return;
+      if (!info.State.Running && info.State.Status !== "created") {
+        const logs = await this.#tail(container, 20).catch(() => "");
+        throw new DriverError(DRIVER, "DRIVER_FAILED", `${name} exited with ${info.State.ExitCode} before it was ready; last logs:\n${logs}`);
+      }
+      if (health === "unhealthy") throw new DriverError(DRIVER, "DRIVER_FAILED", `${name} is unhealthy`);
+      if (performance.now() > deadline) throw new DriverError(DRIVER, "DRIVER_FAILED", `${name} not ready within ${timeoutMs} ms (state ${info.State.Status}, health ${health ?? "none"})`);
+      await delay(POLL_MS, signal);
+    }
+  }
+
+  async #nodeState(runId: string, container: Docker.Container, signal?: AbortSignal): Promise<NodeState> {
+    const info = await this.#call(`inspect ${container.id}`, () => container.inspect({ abortSignal: signal }), signal);
+    const labels = info.Config.Labels ?? {};
+    return {
+      name: labels[LABEL_NODE] ?? info.Name.replace(/^\//, ""),
+      role: (labels[LABEL_ROLE] ?? "generic") as NodeState["role"],
+      id: info.Id,
+      status: statusOf(info.State.Status),
+      addresses: this.#addresses(runId, info.NetworkSettings.Networks),
+    };
+  }
+
+  #addresses(runId: string, networks: Record<string, { IPAddress: string }> | undefined): Record<string, string> {
+    const addresses: Record<string, string> = {};
+    const prefix = `${runId}-`;
+    for (const [dockerName, endpoint] of Object.entries(networks ?? {})) {
+      const name = dockerName.startsWith(prefix) ? dockerName.slice(prefix.length) : dockerName;
+      addresses[name] = endpoint.IPAddress;
+    }
+    return addresses;
+  }
+
+  async #container(runId: string, node: string, signal?: AbortSignal): Promise<Docker.Container> {
+    const name = containerName(runId, node);
+    const found = await this.#call(
+      `find ${name}`,
+      () => this.#docker.listContainers({ all: true, filters: { label: [`${LABEL_RUN}=${runId}`, `${LABEL_NODE}=${node}`] }, abortSignal: signal }),
+      signal,
+    );
+    const first = found[0];
+    if (first === undefined) throw new DriverError(DRIVER, "NODE_NOT_FOUND", `no node "${node}" in run "${runId}"`);
+    return this.#docker.getContainer(first.Id);
+  }
+
+  async exec(runId: string, node: string, argv: string[], signal?: AbortSignal): Promise<ExecResult> {
+    const container = await this.#container(runId, node, signal);
+    return this.#exec(container, argv, signal);
+  }
+
+  async #exec(container: Docker.Container, argv: string[], signal?: AbortSignal): Promise<ExecResult> {
+    const exec = await this.#call(`exec ${argv.join(" ")}`, () => container.exec({ Cmd: argv, AttachStdout: true, AttachStderr: true, abortSignal: signal }), signal);
+    const stream = await this.#call(`start exec ${argv[0]}`, () => exec.start({ hijack: true, stdin: false, abortSignal: signal }), signal);
+    const raw = await new Promise<Buffer>((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      const onAbort = (): void => {
+        stream.destroy();
+        reject(signal?.reason);
+      };
+      signal?.addEventListener("abort", onAbort, { once: true });
+      stream.on("data", (chunk: Buffer) => chunks.push(chunk));
+      stream.on("error", (error) => {
+        signal?.removeEventListener("abort", onAbort);
+        reject(error);
+      });
+      stream.on("end", () => {
+        signal?.removeEventListener("abort", onAbort);
+        resolve(Buffer.concat(chunks));
+      });
+    });
+    const { stdout, stderr } = demuxDockerStream(raw);
+    const info = await this.#call("inspect exec", () => exec.inspect({ abortSignal: signal }), signal);
+    return { exitCode: info.ExitCode ?? -1, stdout, stderr };
+  }
+
+  async #tail(container: Docker.Container, tail: number, signal?: AbortSignal): Promise<string> {
+    const raw = await this.#call(
+      `logs ${container.id}`,
+      () => container.logs({ stdout: true, stderr: true, follow: false, tail, abortSignal: signal }),
+      signal,
+    );
+    const { stdout, stderr } = demuxDockerStream(Buffer.from(raw));
+    return stdout + stderr;
+  }
+
+  async logs(runId: string, node: string, opts: { tail?: number } = {}, signal?: AbortSignal): Promise<string> {
+    const container = await this.#container(runId, node, signal);
+    return this.#tail(container, opts.tail ?? 200, signal);
+  }
+
+  /** The interface inside the container that holds the node's address on `network`. */
+  async #interfaceOn(runId: string, container: Docker.Container, target: ImpairmentTarget, signal?: AbortSignal): Promise<string> {
+    const info = await this.#call(`inspect ${target.node}`, () => container.inspect({ abortSignal: signal }), signal);
+    if (info.Config.Labels?.[LABEL_IMPAIRABLE] !== "true") {
+      throw new DriverError(DRIVER, "NOTHING_TO_IMPAIR", `node "${target.node}" was started without NET_ADMIN (DockerDriverOptions.impairable)`);
+    }
+    const address = info.NetworkSettings.Networks[dockerNetworkName(runId, target.network)]?.IPAddress;
+    if (!address) throw new DriverError(DRIVER, "NETWORK_NOT_FOUND", `node "${target.node}" is not on network "${target.network}"`);
+    const shown = await this.#exec(container, ["ip", "-j", "-4", "addr", "show"], signal);
+    if (shown.exitCode !== 0) throw new DriverError(DRIVER, "DRIVER_FAILED", `ip addr in ${target.node}: ${shown.stderr.trim()}`);
+    const links = JSON.parse(shown.stdout) as { ifname: string; addr_info?: { local?: string }[] }[];
+    const link = links.find((l) => l.addr_info?.some((a) => a.local === address));
+    if (!link) throw new DriverError(DRIVER, "NETWORK_NOT_FOUND", `no interface with ${address} in ${target.node}`);
+    return link.ifname;
+  }
+
+  async impair(runId: string, target: ImpairmentTarget, spec: ImpairmentSpec, signal?: AbortSignal): Promise<AppliedImpairment> {
+    const container = await this.#container(runId, target.node, signal);
+    const iface = await this.#interfaceOn(runId, container, target, signal);
+    const commands = await this.#call(
+      `netem on ${target.node}/${iface}`,
+      () => applyNetem((argv) => this.#exec(container, argv, signal), iface, spec, target.direction),
+      signal,
+    );
+    return { target, spec, mechanism: "netem", detail: commands.map((argv) => argv.join(" ")) };
+  }
+
+  async heal(runId: string, target: ImpairmentTarget, signal?: AbortSignal): Promise<void> {
+    const container = await this.#container(runId, target.node, signal);
+    const iface = await this.#interfaceOn(runId, container, target, signal);
+    await this.#call(`remove netem on ${target.node}/${iface}`, () => removeNetem((argv) => this.#exec(container, argv, signal), iface, target.direction), signal);
+  }
+
+  /** What impair would run, without running it (for --dry-run). */
+  describeImpairment(iface: string, target: ImpairmentTarget, spec: ImpairmentSpec): string[] {
+    return buildNetemCommands(iface, spec, target.direction).map((argv) => argv.join(" "));
+  }
+
+  async listRun(runId: string, signal?: AbortSignal): Promise<{ networks: NetworkState[]; nodes: NodeState[] }> {
+    const filters = { label: [`${LABEL_RUN}=${runId}`] };
+    const networks = await this.#call("list networks", () => this.#docker.listNetworks({ filters, abortSignal: signal }), signal);
+    const containers = await this.#call("list containers", () => this.#docker.listContainers({ all: true, filters, abortSignal: signal }), signal);
+    return {
+      networks: networks
+        .map((n) => ({
+          name: n.Labels?.[LABEL_NETWORK] ?? n.Name,
+          kind: (n.Labels?.[LABEL_NETWORK_KIND] ?? "public") as NetworkState["kind"],
+          subnet: n.IPAM?.Config?.[0]?.Subnet ?? "",
+          id: n.Id,
+        }))
+        .sort((a, b) => a.name.localeCompare(b.name)),
+      nodes: containers
+        .map((c) => ({
+          name: c.Labels[LABEL_NODE] ?? c.Names[0]?.replace(/^\//, "") ?? c.Id,
+          role: (c.Labels[LABEL_ROLE] ?? "generic") as NodeState["role"],
+          id: c.Id,
+          status: statusOf(c.State),
+          addresses: this.#addresses(runId, c.NetworkSettings?.Networks),
+        }))
+        .sort((a, b) => a.name.localeCompare(b.name)),
+    };
+  }
+
+  async removeRun(runId: string | undefined, signal?: AbortSignal): Promise<{ removed: number }> {
+    const filters = { label: [runId === undefined ? LABEL_RUN : `${LABEL_RUN}=${runId}`] };
+    let removed = 0;
+    const gone = (error: unknown): void => {
+      // 404: already gone; 409: removal already in progress. Both mean "will not be there".
+      if (!isStatus(error, 404, 409)) throw error;
+    };
+    const containers = await this.#call("list containers", () => this.#docker.listContainers({ all: true, filters, abortSignal: signal }), signal);
+    await Promise.all(
+      containers.map((c) =>
+        this.#call(`remove container ${c.Id}`, () => this.#docker.getContainer(c.Id).remove({ force: true, v: true, abortSignal: signal }).then(() => removed++, gone), signal),
+      ),
+    );
+    const networks = await this.#call("list networks", () => this.#docker.listNetworks({ filters, abortSignal: signal }), signal);
+    for (const n of networks) {
+      await this.#call(`remove network ${n.Name}`, () => this.#docker.getNetwork(n.Id).remove({ abortSignal: signal }).then(() => removed++, gone), signal);
+    }
+    const volumes = await this.#call("list volumes", () => this.#docker.listVolumes({ filters, abortSignal: signal }), signal);
+    for (const v of volumes.Volumes ?? []) {
+      await this.#call(`remove volume ${v.Name}`, () => this.#docker.getVolume(v.Name).remove({ abortSignal: signal }).then(() => removed++, gone), signal);
+    }
+    return { removed };
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    // dockerode keeps no long-lived connection; nothing to release. Runs are removed by removeRun.
+  }
+}
