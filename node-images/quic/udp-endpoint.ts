@@ -1,0 +1,159 @@
+/**
+ * The I/O adapter (aioquic's asyncio/protocol.py in spirit): UDP sockets from node:dgram, one timer,
+ * and a monotonic clock around the sans-I/O Endpoint. Nothing else in node-images/quic touches
+ * sockets, timers or the clock.
+ *
+ * A server may listen on several addresses (its original and its preferred address); each
+ * datagram goes out of the socket bound to the transmit's local address.
+ */
+import { createSocket, type Socket } from "node:dgram";
+import { performance } from "node:perf_hooks";
+import type { Connection, ConnectionConfig } from "./connection.ts";
+import { Endpoint, type EndpointConfig, type EndpointEvent } from "./endpoint.ts";
+import { formatSocketAddress, type SocketAddress } from "./path.ts";
+import type { Instant } from "./time.ts";
+
+export interface UdpEndpointOptions extends EndpointConfig {
+  /** Local addresses to bind; port 0 picks a free port. */
+  bind: SocketAddress[];
+  onEvent?: (event: EndpointEvent) => void;
+  /** Socket buffer sizes (bulk transfers want large ones). */
+  socketBufferBytes?: number;
+}
+
+export class UdpEndpoint implements AsyncDisposable {
+  readonly endpoint: Endpoint;
+  readonly sockets: Array<{ address: SocketAddress; socket: Socket }> = [];
+  readonly counters = { datagramsIn: 0, datagramsOut: 0, sendErrors: 0 };
+  private readonly onEvent: ((event: EndpointEvent) => void) | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private timerAt: Instant | undefined;
+  private closed = false;
+  private flushScheduled = false;
+
+  private constructor(options: UdpEndpointOptions) {
+    this.endpoint = new Endpoint(options);
+    this.onEvent = options.onEvent;
+  }
+
+  static async bind(options: UdpEndpointOptions): Promise<UdpEndpoint> {
+    const ep = new UdpEndpoint(options);
+    try {
+      for (const address of options.bind) {
+        const socket = createSocket({ type: address.address.includes(":") ? "udp6" : "udp4", reuseAddr: false });
+        await new Promise<void>((resolve, reject) => {
+          socket.once("error", reject);
+          socket.bind(address.port, address.address, () => {
+            socket.off("error", reject);
+            resolve();
+          });
+        });
+        if (options.socketBufferBytes) {
+          socket.setRecvBufferSize(options.socketBufferBytes);
+          socket.setSendBufferSize(options.socketBufferBytes);
+        }
+        const bound = socket.address();
+        const local = { address: bound.address, port: bound.port };
+        socket.on("message", (msg, rinfo) => ep.onDatagram(msg, local, { address: rinfo.address, port: rinfo.port }));
+        // A send error (e.g. ICMP unreachable surfacing as ECONNREFUSED) is counted; QUIC recovers by itself.
+        socket.on("error", () => ep.counters.sendErrors++);
+        ep.sockets.push({ address: local, socket });
+      }
+    } catch (err) {
+      await ep.close();
+      throw err;
+    }
+    return ep;
+  }
+
+  now(): Instant {
+    return performance.now();
+  }
+
+  get localAddresses(): SocketAddress[] {
+    return this.sockets.map((s) => s.address);
+  }
+
+  connect(config: Omit<ConnectionConfig, "role" | "statelessResetKey" | "connectionIdLength">, remote: SocketAddress, localIndex = 0): Connection {
+    const local = this.sockets[localIndex]?.address;
+    if (!local) throw new RangeError(`no bound socket #${localIndex}`);
+    // The core has no clock; certificate validity is checked against the wall clock given here.
+    const tls = { ...config.tls, verificationTimeUnixMs: config.tls.verificationTimeUnixMs ?? Date.now() };
+    const conn = this.endpoint.connect({ ...config, tls }, { local, remote }, this.now());
+    this.flush();
+    return conn;
+  }
+
+  /** After the application acted on a connection (write, open, close), let it send. */
+  wake(connection: Connection): void {
+    this.endpoint.wake(connection, this.now());
+    this.scheduleFlush();
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    queueMicrotask(() => {
+      this.flushScheduled = false;
+      this.flush();
+    });
+  }
+
+  private onDatagram(msg: Buffer, local: SocketAddress, remote: SocketAddress): void {
+    if (this.closed) return;
+    this.counters.datagramsIn++;
+    this.endpoint.receive(msg, { local, remote }, this.now());
+    this.scheduleFlush();
+  }
+
+  /** Send what is ready, deliver events, re-arm the timer. */
+  flush(): void {
+    if (this.closed) return;
+    const now = this.now();
+    for (let i = 0; i < 100_000; i++) {
+      const t = this.endpoint.pollTransmit(now);
+      if (!t) break;
+      const socket = this.socketFor(t.path.local);
+      if (!socket) {
+        this.counters.sendErrors++;
+        continue;
+      }
+      this.counters.datagramsOut++;
+      socket.send(t.datagram, t.path.remote.port, t.path.remote.address);
+    }
+    for (let e = this.endpoint.pollEvent(); e; e = this.endpoint.pollEvent()) this.onEvent?.(e);
+    this.armTimer();
+  }
+
+  private socketFor(local: SocketAddress): Socket | undefined {
+    const key = formatSocketAddress(local);
+    return this.sockets.find((s) => formatSocketAddress(s.address) === key)?.socket;
+  }
+
+  private armTimer(): void {
+    const at = this.endpoint.nextTimeout();
+    if (at === this.timerAt) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.timerAt = at;
+    if (at === undefined) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.timerAt = undefined;
+      // Timers may fire a fraction of a millisecond early; the deadline itself has passed by then.
+      this.endpoint.handleTimeout(Math.max(this.now(), at));
+      this.flush();
+    }, Math.max(0, at - this.now()));
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    await Promise.all(this.sockets.map((s) => new Promise<void>((resolve) => s.socket.close(() => resolve()))));
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}
