@@ -15,6 +15,7 @@ import {
   type ClientHello, type ExtensionWriter, type Extensions, type ServerHello,
 } from "./handshake-messages.ts";
 import { NAMED_GROUP, generateKeyShare, groupByCode, type KeyExchangeGroup, type KeyShare } from "./key-exchange.ts";
+import { formatKeyLogLine, keyLogLabel } from "./key-log.ts";
 import { deriveSecret, finishedVerifyData, handshakeSecret, masterSecret } from "./key-schedule.ts";
 import {
   SUPPORTED_SIGNATURE_SCHEMES, certificateVerifyContent, schemeFitsKey, schemesForKey, signCertificateVerify, verifyCertificateVerify,
@@ -50,6 +51,11 @@ export interface TlsConfig {
    */
   verificationTimeUnixMs?: number;
   insecureSkipCertificateVerification_DANGEROUS_LAB_ONLY?: boolean;
+  /**
+   * Called with one NSS key log line per traffic secret (SSLKEYLOGFILE format, see key-log.ts), so that
+   * Wireshark can decrypt captures. The core does no I/O: the endpoint appends the lines to the file.
+   */
+  keyLog?: (line: string) => void;
   testHooks?: {
     random?: Uint8Array;
     privateKeys?: Partial<Record<KeyExchangeGroup, Uint8Array>>;
@@ -152,6 +158,7 @@ export class TlsSession {
   private transcript: TranscriptHash | undefined;
   private keyShare: KeyShare | undefined;
   private random: Buffer | undefined;
+  private peerClientRandom: Buffer | undefined;
   /** Client: ClientHello1 bytes until the hash is known (ServerHello or HelloRetryRequest). */
   private pendingClientHello: Buffer | undefined;
   private helloRetried = false;
@@ -247,6 +254,14 @@ export class TlsSession {
 
   private emitSecret(level: EncryptionLevel, direction: "read" | "write", secret: Buffer): void {
     this.secrets.push({ level, direction, secret, suite: this.suite! });
+    const keyLog = this.config.keyLog;
+    const label = keyLog && this.clientRandom ? keyLogLabel(this.config.role, level, direction) : undefined;
+    if (label) keyLog!(formatKeyLogLine(label, this.clientRandom!, secret));
+  }
+
+  /** ClientHello.random: ours as a client, the peer's as a server (the key log's handle on the session). */
+  get clientRandom(): Buffer | undefined {
+    return this.config.role === "client" ? this.random : this.peerClientRandom;
   }
 
   private newKeyShare(group: KeyExchangeGroup): KeyShare {
@@ -505,6 +520,7 @@ export class TlsSession {
 
   private serverOnClientHello(body: Buffer, message: Buffer): void {
     const hello = parseClientHello(body);
+    this.peerClientRandom = hello.random;
     const ext = hello.extensions;
     const versionsData = ext.get(EXTENSION_TYPE.supported_versions);
     if (!versionsData || !parseClientSupportedVersions(versionsData).includes(TLS13_VERSION)) {
