@@ -3,7 +3,7 @@
  * computed ahead of time, and the previous read keys kept for a while for reordered packets.
  */
 import type { CipherSuite } from "./crypto/cipher-suites.ts";
-import { derivePacketKeys, nextKeyPhaseSecret, type PacketKeys } from "./packet-protection.ts";
+import { derivePacketKeys, nextKeyPhaseKeys, nextKeyPhaseSecret, type PacketKeys } from "./packet-protection.ts";
 import type { Instant } from "./time.ts";
 
 export class KeyPhase {
@@ -32,7 +32,8 @@ export class KeyPhase {
     this.writeSecret = writeSecret;
     this.read = derivePacketKeys(suite, readSecret);
     this.write = derivePacketKeys(suite, writeSecret);
-    this.nextRead = derivePacketKeys(suite, nextKeyPhaseSecret(suite, readSecret));
+    // RFC 9001 §6: a key update changes the packet key and IV only; the header-protection key stays.
+    this.nextRead = nextKeyPhaseKeys(this.read, nextKeyPhaseSecret(suite, readSecret));
   }
 
   /** May we start an update now (§6.1: the peer acknowledged a packet of the current phase)? */
@@ -43,7 +44,7 @@ export class KeyPhase {
   /** Rotate write keys (we initiate, or we answer the peer's update). */
   private rotateWrite(): void {
     this.writeSecret = nextKeyPhaseSecret(this.suite, this.writeSecret);
-    this.write = derivePacketKeys(this.suite, this.writeSecret);
+    this.write = nextKeyPhaseKeys(this.write, this.writeSecret);
     this.firstSentInPhase = undefined;
     this.acknowledgedInPhase = false;
   }
@@ -54,7 +55,7 @@ export class KeyPhase {
     this.previousReadDiscardAt = now + 3 * ptoMs;
     this.read = this.nextRead;
     this.readSecret = nextKeyPhaseSecret(this.suite, this.readSecret);
-    this.nextRead = derivePacketKeys(this.suite, nextKeyPhaseSecret(this.suite, this.readSecret));
+    this.nextRead = nextKeyPhaseKeys(this.read, nextKeyPhaseSecret(this.suite, this.readSecret));
     this.largestReceivedInPhase = -1;
   }
 
