@@ -4,6 +4,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { QuicTransportError } from "./errors.ts";
+import { ownedCopy } from "./varint.ts";
 
 /** Makes the connection ID with a given sequence number. QUIC-LB plugs in here. */
 export type ConnectionIdGenerator = (sequenceNumber: number) => Buffer;
@@ -108,11 +109,15 @@ export class PeerConnectionIds {
     this.limit = activeConnectionIdLimit;
   }
 
-  /** The CID a path uses; assigns an unused one when the path has none (PA-07, PA-29). */
-  forPath(pathId: number): PeerConnectionId | undefined {
+  /**
+   * The CID a path uses; assigns an unused one when the path has none (PA-07, PA-29). `preferSequence` picks
+   * that one if it is unused (the preferred address's sequence 1 for the path toward it).
+   */
+  forPath(pathId: number, preferSequence?: number): PeerConnectionId | undefined {
     const current = this.available.find((c) => c.inUseByPath === pathId);
     if (current) return current;
-    const fresh = this.available.find((c) => c.inUseByPath === undefined);
+    const fresh = (preferSequence !== undefined ? this.available.find((c) => c.sequenceNumber === preferSequence && c.inUseByPath === undefined) : undefined)
+      ?? this.available.find((c) => c.inUseByPath === undefined);
     if (fresh) fresh.inUseByPath = pathId;
     return fresh;
   }
@@ -121,6 +126,26 @@ export class PeerConnectionIds {
   replaceInitial(connectionId: Buffer): void {
     const first = this.available.find((c) => c.sequenceNumber === 0);
     if (first) first.connectionId = connectionId;
+  }
+
+  /** The CID a path uses, without assigning one. */
+  usedByPath(pathId: number): PeerConnectionId | undefined {
+    return this.available.find((c) => c.inUseByPath === pathId);
+  }
+
+  /** CIDs not used on any path yet (PA-30: a move needs one). */
+  get unusedCount(): number {
+    let n = 0;
+    for (const c of this.available) if (c.inUseByPath === undefined) n++;
+    return n;
+  }
+
+  /**
+   * PA-04: the preferred address's CID and reset token are sequence 1, exactly as if a NEW_CONNECTION_ID had
+   * carried them (§5.1.1): they count against active_connection_id_limit and may be used on any path.
+   */
+  addPreferredAddressCid(connectionId: Buffer, statelessResetToken: Buffer): void {
+    this.onNewConnectionId({ sequenceNumber: 1, retirePriorTo: 0, connectionId, statelessResetToken });
   }
 
   setInitialResetToken(token: Buffer): void {
@@ -144,8 +169,8 @@ export class PeerConnectionIds {
     }
     this.available.push({
       sequenceNumber: f.sequenceNumber,
-      connectionId: Buffer.from(f.connectionId),
-      statelessResetToken: Buffer.from(f.statelessResetToken),
+      connectionId: ownedCopy(f.connectionId),
+      statelessResetToken: ownedCopy(f.statelessResetToken),
       inUseByPath: undefined,
     });
     if (f.retirePriorTo > this.retirePriorTo) {

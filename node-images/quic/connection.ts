@@ -17,13 +17,18 @@ import {
 import type { EncryptionLevel } from "./crypto/levels.ts";
 import { CRYPTO_ERROR_BASE, QuicTransportError, TRANSPORT_ERROR_CODES } from "./errors.ts";
 import type { CloseInitiator, ConnectionEvent } from "./events.ts";
+import type { QlogFactory, QlogTrace } from "./qlog.ts";
 import { encodedFrameLength, encodeFrame, parseFrames, FRAME_PROPERTIES, streamFrameOverhead, type Frame } from "./frames.ts";
 import { KeyPhase } from "./key-phase.ts";
 import { parseUnprotectedHeader, sealPacket, openPacket, type ParsedHeader } from "./packet-header.ts";
 import { encodePacketNumberLength } from "./packet-number.ts";
 import { deriveInitialSecrets, derivePacketKeys, type PacketKeys } from "./packet-protection.ts";
 import { PacketSpace } from "./packet-space.ts";
-import { Path, pathAddressEquals, type PathAddress } from "./path.ts";
+import { Path, pathAddressEquals, type PathAddress, type SocketAddress } from "./path.ts";
+import { Migration, type MigrationTimeline, type PreferredAddressPolicy } from "./migration.ts";
+import type { RandomSource } from "./path-validation.ts";
+import type { PreferredAddressEndpoint } from "./preferred-address.ts";
+import { INITIAL_RTT_MS } from "./recovery/rtt-estimator.ts";
 import { LossDetection, type SentPacket } from "./recovery/loss-detection.ts";
 import type { PacketNumberSpace } from "./recovery/spaces.ts";
 import { verifyRetryIntegrity } from "./retry.ts";
@@ -38,7 +43,7 @@ import {
   encodeTransportParameters,
   type TransportParameters,
 } from "./transport-parameters.ts";
-import { ByteWriter, varintLength } from "./varint.ts";
+import { ByteWriter, ownedCopy, varintLength } from "./varint.ts";
 
 export const QUIC_VERSION_1 = 0x00000001;
 /** RFC 9000 §14.1: datagrams carrying Initial packets are at least this large. */
@@ -62,6 +67,8 @@ export interface ConnectionConfig {
   connectionIdGenerator?: ConnectionIdGenerator;
   /** Key for stateless reset tokens (RFC 9000 §10.3.2); shared by the endpoint so tokens survive state loss. */
   statelessResetKey?: Buffer;
+  /** qlog (qlog.ts): called once per connection; absent = no qlog work at all. */
+  qlog?: QlogFactory;
   initialRttMs?: number;
   /** Per-stream send buffer (backpressure threshold). */
   streamSendBufferBytes?: number;
@@ -69,6 +76,12 @@ export interface ConnectionConfig {
   maxStreamWindowBytes?: number;
   /** Upper bound of the auto-tuned connection receive window. */
   maxConnectionWindowBytes?: number;
+  /** Server: the addresses to offer in preferred_address (RFC 9000 §9.6); the endpoint must listen there too. */
+  preferredAddress?: { ipv4?: PreferredAddressEndpoint; ipv6?: PreferredAddressEndpoint };
+  /** Client: what to do with a server's preferred address (default "follow"). */
+  preferredAddressPolicy?: PreferredAddressPolicy;
+  /** Unpredictable bytes for PATH_CHALLENGE (RFC 9000 §8.2.1); node:crypto by default, seeded in tests. */
+  random?: RandomSource;
 }
 
 export interface Transmit {
@@ -99,7 +112,11 @@ export type DropReason =
   | "zero_rtt_unsupported"
   | "unexpected_version_negotiation"
   | "unexpected_retry"
-  | "closing";
+  | "closing"
+  /** PA-13: a client discards packets from a server address it is not using or validating. */
+  | "unknown_server_address"
+  /** Too many paths at once and none could be evicted (a flood of new addresses). */
+  | "path_limit";
 
 export interface ConnectionStats {
   packetsSent: number;
@@ -117,7 +134,9 @@ export class Connection {
   state: ConnectionState = "handshake";
   readonly stats: ConnectionStats = { packetsSent: 0, packetsReceived: 0, bytesSent: 0, bytesReceived: 0, packetsLost: 0, drops: {} };
   /** Times of the handshake milestones (monotonic, ms); the migration timeline extends this. */
-  readonly timeline: { started: Instant; handshakeCompleted?: Instant; handshakeConfirmed?: Instant; closed?: Instant };
+  readonly timeline: { started: Instant; handshakeCompleted?: Instant; handshakeConfirmed?: Instant; closed?: Instant } & MigrationTimeline;
+  /** Path validation and migration (RFC 9000 §8.2, §9; preferred address §9.6). */
+  readonly migration: Migration;
 
   private readonly config: ConnectionConfig;
   private readonly maxDatagramSizeBytes: number;
@@ -168,6 +187,8 @@ export class Connection {
   private peerCompletedAddressValidation: boolean;
   private handshakeKeysAvailable = false;
   private readonly resetKey: Buffer;
+  /** qlog trace; every hook is `this.qlog?.…` so that off costs one undefined check. */
+  private readonly qlog: QlogTrace | undefined;
 
   /**
    * `ids.odcid` is the DCID of the Initial that keys derive from; after a Retry the server also
@@ -219,6 +240,15 @@ export class Connection {
       this.localTransportParameters.retrySourceConnectionId = ids.retry?.retrySourceConnectionId;
       this.localTransportParameters.statelessResetToken = ownInitialCid.statelessResetToken;
     }
+    if (this.role === "server" && config.preferredAddress && (config.preferredAddress.ipv4 || config.preferredAddress.ipv6)) {
+      // PA-04: the preferred address carries the CID of sequence 1 and its reset token (§5.1.1); PA-03: never zero-length.
+      const preferredCid = this.localCids.issue(false);
+      this.localTransportParameters.preferredAddress = {
+        ...config.preferredAddress,
+        connectionId: preferredCid.connectionId,
+        statelessResetToken: preferredCid.statelessResetToken,
+      };
+    }
     this.peerCids = new PeerConnectionIds(
       { sequenceNumber: 0, connectionId: ids.peerCid, statelessResetToken: undefined, inUseByPath: 0 },
       this.localTransportParameters.activeConnectionIdLimit,
@@ -232,6 +262,14 @@ export class Connection {
     });
     this.paths.push(first);
     this.activePath = first;
+    this.migration = this.createMigration(config);
+    // quic-events-12 §1.1: the trace is named and grouped by the client's first DCID, also after a Retry.
+    this.qlog = config.qlog?.({ role: this.role, originalDestinationConnectionId: ids.retry?.originalDestinationConnectionId ?? ids.odcid, now });
+    if (this.qlog) {
+      this.qlog.connectionStarted(now, path, { dcid: ids.peerCid, scid: ownInitialCid.connectionId });
+      this.qlog.parametersSet(now, "local", this.localTransportParameters);
+      for (const side of ["client", "server"]) this.qlog.keyUpdated(now, `${side}_initial_secret`, undefined);
+    }
     // RFC 9002 §6.2.2.1: a server always considers the peer to have validated its address.
     this.peerCompletedAddressValidation = this.role === "server";
     this.tls = new TlsSession({
@@ -265,8 +303,8 @@ export class Connection {
     opts: { addressValidated?: boolean; originalDestinationConnectionId?: Buffer; retrySourceConnectionId?: Buffer } = {},
   ): Connection {
     return new Connection({ ...config, role: "server" }, path, now, {
-      odcid: Buffer.from(header.dcid),
-      peerCid: Buffer.from(header.scid),
+      odcid: ownedCopy(header.dcid),
+      peerCid: ownedCopy(header.scid),
       serverValidated: opts.addressValidated ?? false,
       retry: opts.originalDestinationConnectionId && opts.retrySourceConnectionId
         ? { originalDestinationConnectionId: opts.originalDestinationConnectionId, retrySourceConnectionId: opts.retrySourceConnectionId }
@@ -280,9 +318,13 @@ export class Connection {
 
   receive(datagram: Uint8Array, pathAddress: PathAddress, now: Instant): void {
     if (this.state === "closed" || this.state === "draining") return;
+    // Frames acknowledged or handled on receipt are timed with this datagram's arrival.
+    this.lastNow = Math.max(this.lastNow, now);
     const path = this.pathFor(pathAddress);
+    if (!path) return;
     path.bytesReceived += datagram.length;
     this.stats.bytesReceived += datagram.length;
+    this.qlog?.datagramReceived(now, datagram.length, path);
     let offset = 0;
     while (offset < datagram.length) {
       let header: ParsedHeader;
@@ -306,6 +348,11 @@ export class Connection {
   pollTransmit(now: Instant): Transmit | undefined {
     if (this.state === "closed" || this.state === "draining") return undefined;
     if (this.state === "closing") return this.transmitClose(now);
+    const probe = this.keyPhase ? this.migration.probePath(now) : undefined;
+    if (probe) {
+      const t = this.buildProbeDatagram(probe, now);
+      if (t) return t;
+    }
     const path = this.activePath;
     const datagram = this.buildDatagram(path, now);
     if (!datagram) return undefined;
@@ -330,6 +377,7 @@ export class Connection {
     }
     if (this.pacingDeadline !== undefined && this.hasPendingData()) consider(this.pacingDeadline);
     consider(this.keyPhase?.previousReadDiscardAt);
+    consider(this.migration.nextTimeout());
     return next;
   }
 
@@ -338,6 +386,7 @@ export class Connection {
     if (this.closeDeadline !== undefined && now >= this.closeDeadline) {
       this.state = "closed";
       this.timeline.closed ??= now;
+      this.qlog?.closed(now);
       return;
     }
     if (this.state === "closing" || this.state === "draining") return;
@@ -350,6 +399,7 @@ export class Connection {
     if (lossAt !== undefined && now >= lossAt) this.onLossTimer(now);
     if (this.pacingDeadline !== undefined && now >= this.pacingDeadline) this.pacingDeadline = undefined;
     this.keyPhase?.dropPreviousIfDue(now);
+    this.migration.onTimeout(now);
   }
 
   pollEvent(): ConnectionEvent | undefined {
@@ -360,7 +410,10 @@ export class Connection {
       }
       return undefined;
     }
-    return this.events[this.eventHead++];
+    const event = this.events[this.eventHead++];
+    // Path and migration events, state changes and closes reach qlog as the owner sees them.
+    if (event) this.qlog?.connectionEvent(event, this.state, (a) => this.paths.find((p) => pathAddressEquals(p.address, a))?.id);
+    return event;
   }
 
   /** Draining or closed: nothing more is sent or processed. */
@@ -493,6 +546,7 @@ export class Connection {
       peerCids: this.peerCids.toJSON(),
       paths: this.paths.map((p) => p.toJSON()),
       activePathId: this.activePath.id,
+      migration: this.migration.toJSON(),
       streams: this.streams?.toJSON(),
       stats: this.stats,
     };
@@ -502,19 +556,82 @@ export class Connection {
   // Receiving
   // ------------------------------------------------------------------------------------------
 
-  private pathFor(address: PathAddress): Path {
+  private pathFor(address: PathAddress): Path | undefined {
     const known = this.paths.find((p) => pathAddressEquals(p.address, address));
     if (known) return known;
+    if (this.role === "client") {
+      // PA-13: a client only hears the server on addresses it uses or validates (§9).
+      this.countDrop("unknown_server_address");
+      return undefined;
+    }
     // A new 4-tuple. Migration (path validation, §9) decides whether it becomes active; until then it is a
-    // candidate that never receives more than 3× what it sent us (§8.1).
+    // candidate that never receives more than 3× what it sent us unless its address is already proven (PA-20, PA-27).
+    const path = this.migration.admitPath(address, { validated: false, amplificationLimited: !this.migration.peerAddressProven(address.remote) });
+    if (!path) this.countDrop("path_limit");
+    return path;
+  }
+
+  /** A new path with fresh RTT estimate and congestion state (RFC 9000 §9.4; PA-14). */
+  private newPath(address: PathAddress, opts: { validated: boolean; amplificationLimited: boolean }): Path {
     const path = new Path(this.nextPathId++, address, {
-      validated: false,
+      ...opts,
       congestionControl: this.config.congestionControl ?? "cubic",
       maxDatagramSizeBytes: this.maxDatagramSizeBytes,
       initialRttMs: this.config.initialRttMs,
     });
     this.paths.push(path);
     return path;
+  }
+
+  private createMigration(config: ConnectionConfig): Migration {
+    // eslint-disable-next-line @typescript-eslint/no-this-alias -- the host reads live connection state
+    const conn = this;
+    return new Migration(
+      {
+        role: this.role,
+        paths: this.paths,
+        get activePath() {
+          return conn.activePath;
+        },
+        set activePath(p: Path) {
+          conn.activePath = p;
+        },
+        get peerCids() {
+          return conn.peerCids;
+        },
+        localCids: this.localCids,
+        timeline: this.timeline,
+        random: config.random ?? randomBytes,
+        emit: (e) => this.events.push(e),
+        newPath: (address, opts) => this.newPath(address, opts),
+        ptoMs: (path) => path.rtt.ptoBaseMs() + (this.isHandshakeConfirmed ? this.peerMaxAckDelayMs() : 0),
+        initialPtoMs: () => (this.config.initialRttMs ?? INITIAL_RTT_MS) * 3 + this.peerMaxAckDelayMs(),
+        peerPreferredAddress: () => this.peerTransportParameters?.preferredAddress,
+        peerDisablesActiveMigration: () => this.peerTransportParameters?.disableActiveMigration ?? false,
+        isHandshakeConfirmed: () => this.isHandshakeConfirmed,
+      },
+      config.preferredAddressPolicy ?? "follow",
+    );
+  }
+
+  /**
+   * A datagram the endpoint could not route: is it a stateless reset from our peer (RFC 9000 §10.3.1)? Only on a
+   * path we use or validate, and only with a token of a CID the peer gave us (the preferred address's too: PA-15).
+   */
+  receiveStatelessReset(datagram: Uint8Array, pathAddress: PathAddress, now: Instant): boolean {
+    if (this.state === "closed" || this.state === "draining") return false;
+    if (!this.paths.some((p) => pathAddressEquals(p.address, pathAddress))) return false;
+    if (!isStatelessReset(datagram, (t) => this.peerCids.isStatelessResetToken(t))) return false;
+    this.enterClosed(now, "stateless_reset", TRANSPORT_ERROR_CODES.NO_ERROR, false, "stateless reset");
+    return true;
+  }
+
+  /**
+   * Client active migration (RFC 9000 §9.2): validate a path from `newLocal` and move there when it validates,
+   * staying put if it does not. False when not permitted now (see Migration.migrate).
+   */
+  migrate(newLocal: SocketAddress, now: Instant): boolean {
+    return this.migration.migrate(newLocal, now);
   }
 
   private receivePacket(datagram: Uint8Array, header: ParsedHeader, path: Path, now: Instant): void {
@@ -555,6 +672,7 @@ export class Connection {
     if (opened === "no_keys") {
       if (this.bufferedPackets.length < MAX_BUFFERED_PACKETS) {
         this.bufferedPackets.push({ datagram: datagram.subarray(0, header.packetEnd), header, path });
+        this.qlog?.packetBuffered(now, header.type, header.packetEnd - (header.offset ?? 0), path.id);
       } else {
         this.countDrop("keys_unavailable");
       }
@@ -577,12 +695,19 @@ export class Connection {
     if (this.role === "client" && header.form === "long" && !this.receivedFirstServerPacket) {
       // RFC 9000 §7.2: the client switches to the server's chosen SCID.
       this.receivedFirstServerPacket = true;
-      this.peerCids.replaceInitial(Buffer.from(header.scid!));
+      this.peerCids.replaceInitial(ownedCopy(header.scid!));
     }
     const frames = parseFrames(payload, header.type === "1rtt" ? "1rtt" : header.type);
+    this.qlog?.packetReceived(now, {
+      packetType: header.type, packetNumber, dcid: header.dcid, scid: header.scid, keyPhaseBit: (opened as { keyPhase?: 0 | 1 }).keyPhase,
+      frames, lengthBytes: header.packetEnd - (header.offset ?? 0), pathId: path.id,
+    });
     let ackEliciting = false;
+    let nonProbing = false;
+    const largest = packetNumber > space.largestReceived;
     for (const frame of frames) {
       if (FRAME_PROPERTIES[frame.type].ackEliciting) ackEliciting = true;
+      if (!FRAME_PROPERTIES[frame.type].probing) nonProbing = true;
       this.handleFrame(frame, space, path, header, now);
       if (this.streams) for (const id of this.streams.drainOpened()) this.events.push({ type: "streamOpened", at: now, streamId: id });
       if (this.state !== "handshake" && this.state !== "established") break;
@@ -594,6 +719,8 @@ export class Connection {
     }
     this.ackElicitingSentSinceReceive = false;
     this.resetIdleTimer(now);
+    // PA-28: a non-probing packet with the largest PN may move the peer's path (§9.3).
+    if (spaceName === "application" && this.state === "established") this.migration.onPacketReceived(path, nonProbing, largest, now);
     if (spaceName === "handshake" && this.role === "server") {
       // RFC 9000 §8.1: a Handshake packet proves the client's address; §4.9.1: the server drops Initial keys.
       this.activePath.validated = true;
@@ -696,12 +823,11 @@ export class Connection {
         return;
       }
       case "path_challenge":
-        // RFC 9000 §8.2.2: echo on the path the challenge arrived on. Path validation (issue: migration)
-        // builds on this; the response goes out with the next packet on the active path meanwhile.
-        this.controlFrames.push({ type: "path_response", data: frame.data });
-        void path;
+        // RFC 9000 §8.2.2: echo on the path the challenge arrived on (PA-22).
+        this.migration.onPathChallenge(path, frame.data, now);
         return;
       case "path_response":
+        this.migration.onPathResponse(path, frame.data, now);
         return;
       case "connection_close":
         this.onConnectionClose(frame, now);
@@ -743,12 +869,14 @@ export class Connection {
       const path = this.paths.find((x) => x.id === pathId);
       path?.congestion.onPacketsAcked(packets, now, path.rtt, !this.hasPendingData());
     }
+    this.qlog?.recoveryMetrics(now, this.activePath);
     this.onPacketsLost(result.lost, space, now, result.persistentCongestion);
   }
 
   private onPacketsLost(lost: SentPacket<SentFrame[]>[], space: PacketSpace, now: Instant, persistentCongestion: boolean): void {
     if (lost.length === 0) return;
     this.stats.packetsLost += lost.length;
+    this.qlog?.packetsLost(now, space.name, lost, this.loss.largestAcked(space.name));
     const byPath = new Map<number, SentPacket<SentFrame[]>[]>();
     for (const p of lost) {
       for (const f of p.payload) this.onFrameLost(f, space);
@@ -761,6 +889,7 @@ export class Connection {
     for (const [pathId, packets] of byPath) {
       this.paths.find((x) => x.id === pathId)?.congestion.onPacketsLost(packets, now, persistentCongestion);
     }
+    this.qlog?.recoveryMetrics(now, this.activePath, { persistentCongestion });
   }
 
   private onFrameAcked(f: SentFrame, space: PacketSpace): void {
@@ -780,7 +909,12 @@ export class Connection {
         return;
       }
       case "ack":
-        space.acks.onAckOfAckReceived(f.largest);
+        // While several paths are open, packets on a slower one arrive after faster ones were acknowledged
+        // (a PATH_RESPONSE, say): keep tracking them instead of calling them duplicates (RFC 9000 §13.2.3).
+        if (this.paths.length === 1) space.acks.onAckOfAckReceived(f.largest);
+        return;
+      case "control":
+        if (f.frame.type === "retire_connection_id") this.migration.onRetireAcked(f.frame.sequenceNumber, this.lastNow);
         return;
       default:
         return;
@@ -818,6 +952,8 @@ export class Connection {
     switch (frame.type) {
       case "path_response":
         return; // §8.2.2: never retransmitted; a new challenge gets a new response.
+      case "path_challenge":
+        return; // The validator sends new challenges on its own schedule (PA-25).
       case "new_connection_id":
         if (this.localCids.bySequence(frame.sequenceNumber)?.retired) return;
         break;
@@ -921,8 +1057,8 @@ export class Connection {
       this.countDrop("unexpected_retry");
       return;
     }
-    this.retrySourceConnectionId = Buffer.from(header.scid!);
-    this.retryToken = Buffer.from(header.token);
+    this.retrySourceConnectionId = ownedCopy(header.scid!);
+    this.retryToken = ownedCopy(header.token);
     this.peerCids.replaceInitial(this.retrySourceConnectionId);
     const keys = this.deriveInitialKeys(deriveInitialSecrets(this.retrySourceConnectionId));
     const initial = this.spaces.initial;
@@ -950,6 +1086,9 @@ export class Connection {
       this.timeline.handshakeCompleted = now;
       this.state = "established";
       this.events.push({ type: "handshakeCompleted", at: now, alpn: this.tls.alpn });
+      // PA-30: a client issues its spare CIDs with its Finished, so that the server has a fresh one for the
+      // preferred path when the client's first probe arrives there (one RTT before HANDSHAKE_DONE would allow).
+      if (this.role === "client" && this.peerTransportParameters) this.localCids.topUp(this.peerActiveConnectionIdLimit());
       if (this.role === "server") {
         // RFC 9001 §4.1.2: the server's handshake is confirmed when it completes.
         this.handshakeDonePending = true;
@@ -961,6 +1100,7 @@ export class Connection {
   private pendingAppSecrets: { read?: Buffer; write?: Buffer; suite?: import("./crypto/cipher-suites.ts").CipherSuite } = {};
 
   private installSecret(level: EncryptionLevel, direction: "read" | "write", secret: Buffer, suite: import("./crypto/cipher-suites.ts").CipherSuite): void {
+    this.qlog?.keyUpdated(undefined, `${(direction === "write") === (this.role === "client") ? "client" : "server"}_${level === "application" ? "1rtt" : level}_secret`, "tls", level === "application" ? 0 : undefined);
     if (level === "application") {
       this.pendingAppSecrets[direction] = secret;
       this.pendingAppSecrets.suite = suite;
@@ -1013,8 +1153,11 @@ export class Connection {
         : tp.retrySourceConnectionId === undefined;
       if (!retryOk) throw new QuicTransportError("TRANSPORT_PARAMETER_ERROR", "retry_source_connection_id does not match");
       if (tp.statelessResetToken) this.peerCids.setInitialResetToken(tp.statelessResetToken);
+      // PA-04: the preferred address's CID is sequence 1, as if from NEW_CONNECTION_ID.
+      if (tp.preferredAddress) this.peerCids.addPreferredAddressCid(tp.preferredAddress.connectionId, tp.preferredAddress.statelessResetToken);
     }
     this.peerTransportParameters = tp;
+    this.qlog?.parametersSet(undefined, "remote", tp);
     const local = this.localTransportParameters;
     this.streams = new StreamMap(
       this.role,
@@ -1053,12 +1196,15 @@ export class Connection {
     this.peerCompletedAddressValidation = true;
     // RFC 9000 §5.1.1: offer spare connection IDs up to the peer's limit (PA-30 builds on this).
     this.localCids.topUp(this.peerActiveConnectionIdLimit());
+    // PA-05: a client moves to the preferred address only now.
+    this.migration.onHandshakeConfirmed(now);
   }
 
   private discardSpace(name: PacketNumberSpace): void {
     const space = this.spaces[name];
     if (space.discarded) return;
     space.discard();
+    this.qlog?.keysDiscarded(name);
     for (const p of this.loss.discardSpace(name)) {
       if (p.inFlight) this.paths.find((x) => x.id === p.pathId)?.congestion.onPacketsDiscarded(p.sizeBytes);
     }
@@ -1105,25 +1251,77 @@ export class Connection {
       if (name === "application") break;
     }
     if (packets.length === 0) return undefined;
+    // RFC 9000 §8.2.1 (PA-26): a datagram with PATH_CHALLENGE or PATH_RESPONSE is padded to 1200 bytes too,
+    // unless the amplification limit (the budget) forbids it.
+    const carriesPathFrames = packets.some((p) => p.frames.some((f) => f.type === "path_challenge" || f.type === "path_response"));
+    const padTo = needsPadding ? MIN_INITIAL_DATAGRAM_BYTES : carriesPathFrames ? Math.min(MIN_INITIAL_DATAGRAM_BYTES, budget) : 0;
     // RFC 9000 §14.1: pad datagrams carrying (ack-eliciting) Initial packets to 1200 bytes, inside the last packet.
-    if (needsPadding && used < MIN_INITIAL_DATAGRAM_BYTES) {
+    if (padTo > 0 && used < padTo) {
       const last = packets[packets.length - 1]!;
-      const deficit = MIN_INITIAL_DATAGRAM_BYTES - used;
+      const deficit = padTo - used;
       const writeKeys = last.space.name === "application" ? this.keyPhase!.write : last.space.writeKeys!;
       const payload = this.encodeFrames(last.frames);
       let padded = this.seal(last.space, last.pn, payload, writeKeys, payload.length + deficit);
       // The Length field may have grown by a byte; take it back from the padding.
-      if (used - last.size + padded.length > MIN_INITIAL_DATAGRAM_BYTES) {
-        padded = this.seal(last.space, last.pn, payload, writeKeys, payload.length + deficit - (used - last.size + padded.length - MIN_INITIAL_DATAGRAM_BYTES));
+      if (used - last.size + padded.length > padTo) {
+        padded = this.seal(last.space, last.pn, payload, writeKeys, payload.length + deficit - (used - last.size + padded.length - padTo));
       }
       used += padded.length - last.size;
       last.packet = padded;
       last.size = padded.length;
     }
     for (const p of packets) this.onPacketSent(p.space, p.pn, p.sent, p.ackEliciting, p.size, path, now);
+    if (this.qlog) this.qlogPacketsSent(this.qlog, packets, path, now);
+    const app = packets[packets.length - 1]!;
+    if (app.space.name === "application") this.migration.onPacketSent(path, app.frames.some((f) => !FRAME_PROPERTIES[f.type].probing), now);
     // RFC 9001 §4.9.1: a client discards Initial keys when it first sends a Handshake packet.
     if (this.role === "client" && packets.some((p) => p.space.name === "handshake")) this.discardSpace("initial");
     return packets.length === 1 ? packets[0]!.packet : Buffer.concat(packets.map((p) => p.packet));
+  }
+
+  /**
+   * A probing-only datagram on a path that is not the active one (RFC 9000 §9.1; PA-08): PATH_RESPONSE and/or
+   * PATH_CHALLENGE, padded to 1200 bytes within the amplification budget (PA-26, PA-27), with the path's own
+   * peer CID (PA-29). It is not congestion controlled and yields no RTT sample for the active path: the
+   * validator retries challenges and a response is never retransmitted.
+   */
+  private buildProbeDatagram(path: Path, now: Instant): Transmit | undefined {
+    this.lastNow = now;
+    const keys = this.keyPhase!.write;
+    const cid = this.peerCids.forPath(path.id);
+    const space = this.spaces.application;
+    const budget = Math.min(this.maxDatagramSizeBytes, path.amplificationBudget());
+    const overhead = 1 + (cid?.connectionId.length ?? 0) + 4 + AEAD_TAG_BYTES;
+    // Without a CID of its own for this path or the budget for even a bare probe, the frames are dropped
+    // (counted in migration.stats.probesNotSent); the validator's next retry may find both.
+    const canSend = cid !== undefined && budget >= overhead + 9;
+    const frames = this.migration.probeFrames(path, now, canSend);
+    if (!canSend || frames.length === 0) return undefined;
+    const pn = space.nextPacketNumber++;
+    const payload = this.encodeFrames(frames);
+    const padTo = Math.min(MIN_INITIAL_DATAGRAM_BYTES, budget);
+    let packet = this.seal(space, pn, payload, keys, 0, cid.connectionId);
+    if (packet.length < padTo) packet = this.seal(space, pn, payload, keys, payload.length + padTo - packet.length, cid.connectionId);
+    this.stats.packetsSent++;
+    // Recorded so that its acknowledgement is not an ACK of an unsent packet; neither in flight nor an RTT sample.
+    this.loss.onPacketSent("application", { packetNumber: pn, timeSentMs: now, ackEliciting: false, inFlight: false, sizeBytes: packet.length, pathId: path.id, payload: [] }, now);
+    path.bytesSent += packet.length;
+    this.stats.bytesSent += packet.length;
+    return { datagram: packet, path: path.address };
+  }
+
+  /** qlog packet_sent for one datagram's packets (they share a datagram_id) and the metrics they moved. */
+  private qlogPacketsSent(qlog: QlogTrace, packets: ReadonlyArray<{ space: PacketSpace; pn: number; frames: Frame[]; size: number }>, path: Path, now: Instant): void {
+    const datagramId = qlog.datagramId();
+    const dcid = this.currentPeerCid();
+    for (const p of packets) {
+      const long = p.space.name !== "application";
+      qlog.packetSent(now, {
+        packetType: long ? p.space.name : "1rtt", packetNumber: p.pn, dcid, scid: long ? this.localCids.issued[0]!.connectionId : undefined,
+        keyPhaseBit: long ? undefined : this.keyPhase?.phase, frames: p.frames, lengthBytes: p.size, pathId: path.id, pathAddress: path.address, datagramId,
+      });
+    }
+    qlog.recoveryMetrics(now, path);
   }
 
   private onPacketSent(space: PacketSpace, pn: number, sent: SentFrame[], ackEliciting: boolean, size: number, path: Path, now: Instant): void {
@@ -1153,8 +1351,7 @@ export class Connection {
     return 1 + 4 + 1 + dcid + 1 + scid + token + varintLength(remaining) + pnLength;
   }
 
-  private seal(space: PacketSpace, pn: number, payload: Buffer, keys: PacketKeys, minPayloadLength: number): Buffer {
-    const dcid = this.currentPeerCid();
+  private seal(space: PacketSpace, pn: number, payload: Buffer, keys: PacketKeys, minPayloadLength: number, dcid: Buffer = this.currentPeerCid()): Buffer {
     if (space.name === "application") {
       return sealPacket(
         { type: "1rtt", dcid, packetNumber: pn, largestAcked: this.loss.largestAcked("application"), keyPhase: this.keyPhase!.phase, payload, minPayloadLength },
@@ -1252,6 +1449,8 @@ export class Connection {
   }
 
   private collectControlFrames(add: (f: Frame, s: SentFrame | undefined) => boolean): void {
+    // PATH_RESPONSE / PATH_CHALLENGE for the active path ride first (PA-22; a peer's move validated on the active path).
+    if (this.keyPhase) for (const f of this.migration.probeFrames(this.activePath, this.lastNow, true)) add(f, { kind: "control", frame: f });
     if (this.handshakeDonePending && this.role === "server") {
       if (add({ type: "handshake_done" }, { kind: "handshake_done" })) this.handshakeDonePending = false;
     }
@@ -1417,6 +1616,7 @@ export class Connection {
 
   private countDrop(reason: DropReason, err?: unknown): void {
     this.stats.drops[reason] = (this.stats.drops[reason] ?? 0) + 1;
+    this.qlog?.packetDropped(reason);
     void err;
   }
 
@@ -1473,6 +1673,7 @@ export class Connection {
       const payload = this.encodeFrames([frame]);
       const needsPadding = name === "initial" && this.role === "client";
       packets.push(this.seal(space, space.nextPacketNumber++, payload, keys, needsPadding ? MIN_INITIAL_DATAGRAM_BYTES - 64 : 0));
+      this.qlog?.packetSent(now, { packetType: name === "application" ? "1rtt" : name, packetNumber: space.nextPacketNumber - 1, frames: [frame], lengthBytes: packets[packets.length - 1]!.length, pathId: this.activePath.id });
     }
     if (packets.length === 0) return undefined;
     const datagram = Buffer.concat(packets);

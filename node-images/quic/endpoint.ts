@@ -41,7 +41,8 @@ export type EndpointDropReason =
   | "too_many_connections"
   | "invalid_token"
   | "unsupported_version"
-  | "stateless_reset_rate_limited";
+  | "stateless_reset_rate_limited"
+  | "initial_undecryptable";
 
 export type EndpointEvent =
   | { type: "connectionAccepted"; at: Instant; connection: Connection }
@@ -125,6 +126,17 @@ export class Endpoint {
       return;
     }
     if (header.form === "short") {
+      // RFC 9000 §10.3.1: a stateless reset carries an unpredictable DCID, so it cannot be routed by CID. A client
+      // endpoint (a handful of connections) asks each whether the token is one of its peer's, the preferred
+      // address's included (PA-15).
+      if (!this.config.server && this.entries.size <= 64) {
+        for (const entry of this.entries) {
+          if (entry.connection.receiveStatelessReset(datagram, path, now)) {
+            this.afterActivity(entry, now);
+            return;
+          }
+        }
+      }
       this.maybeStatelessReset(datagram, header, path, now);
       return;
     }
@@ -298,11 +310,16 @@ export class Endpoint {
       now,
       validated ? { addressValidated: true, originalDestinationConnectionId: validated.odcid, retrySourceConnectionId: validated.rscid } : {},
     );
-    this.counters.accepted++;
-    const entry = this.track(connection, now);
-    this.events.push({ type: "connectionAccepted", at: now, connection });
     connection.receive(datagram, path, now);
-    this.afterActivity(entry, now);
+    // Keep no state for an Initial that does not authenticate (corrupted, or garbage with a plausible
+    // header): otherwise each one would hold a Connection until its idle timeout (test/quic/fuzz.test.ts).
+    if (connection.stats.packetsReceived === 0) {
+      this.drop("initial_undecryptable");
+      return;
+    }
+    this.counters.accepted++;
+    this.events.push({ type: "connectionAccepted", at: now, connection });
+    this.track(connection, now);
   }
 
   private sendVersionNegotiation(datagram: Uint8Array, header: ParsedHeader, path: PathAddress): void {

@@ -4,6 +4,10 @@
  */
 import type { Instant } from "./time.ts";
 import type { PathAddress } from "./path.ts";
+import type { ValidationPurpose } from "./path-validation.ts";
+
+/** Why the active path changed. */
+export type MigrationReason = "preferred_address" | "local_migration" | "peer_migration" | "fallback";
 
 export type CloseInitiator = "local" | "peer" | "idle_timeout" | "stateless_reset" | "handshake_timeout";
 
@@ -18,9 +22,19 @@ export type ConnectionEvent =
   | { type: "stopSendingReceived"; at: Instant; streamId: number; errorCode: number }
   | { type: "datagramReceived"; at: Instant; data: Buffer }
   | { type: "keyUpdated"; at: Instant; keyPhase: 0 | 1; initiator: "local" | "peer" }
+  // Migration (RFC 9000 §8.2, §9; the timeline of ../../shared/spec/preferred-address.md, one event per step).
+  /** The first PATH_CHALLENGE of a validation left toward `path` (timeline `probeSent`). */
+  | { type: "pathProbeSent"; at: Instant; path: PathAddress; purpose: ValidationPurpose }
   | { type: "pathValidated"; at: Instant; path: PathAddress }
   | { type: "pathValidationFailed"; at: Instant; path: PathAddress; reason: string }
-  | { type: "pathMigrated"; at: Instant; from: PathAddress; to: PathAddress }
+  /** The active path changed (client: moved; server: switched, timeline `serverSwitched` for PA-19). */
+  | { type: "pathMigrated"; at: Instant; from: PathAddress; to: PathAddress; reason?: MigrationReason }
+  /** The first non-probing packet left on the new active path (timeline `firstDataOnNewPath`). */
+  | { type: "newPathFirstDataSent"; at: Instant; path: PathAddress }
+  /** The CID of the path left behind was retired and the peer acknowledged it (timeline `oldPathRetired`). */
+  | { type: "oldPathRetired"; at: Instant; path: PathAddress }
+  /** A move was given up and the connection stays where it was (PA-10; timeline `fallback`). */
+  | { type: "migrationFellBack"; at: Instant; path: PathAddress; reason: string }
   | {
       type: "connectionClosed";
       at: Instant;

@@ -36,18 +36,32 @@ export const AMPLIFICATION_FACTOR = 3;
 export class Path {
   readonly id: number;
   readonly address: PathAddress;
-  /** Has the peer proven it can receive at this address (§8)? */
+  /** Has the peer proven it can receive at this address (§8, §8.2)? */
   validated: boolean;
+  /**
+   * Does the anti-amplification limit apply until validation (§8, §9.3.1; PA-27)? True for a peer address
+   * we have not seen proven; false for paths this endpoint opened itself (a client probing an address the
+   * server gave it) and for a known-good peer address reached on another local address.
+   */
+  amplificationLimited: boolean;
   bytesReceived = 0;
   bytesSent = 0;
+  /** 1-RTT packets with a non-probing frame (§9.1), each way: what PA-08, PA-17 and PA-19 are about. */
+  nonProbingPacketsSent = 0;
+  nonProbingPacketsReceived = 0;
   readonly rtt: RttEstimator;
   readonly congestion: CongestionController;
   readonly pacer: Pacer;
 
-  constructor(id: number, address: PathAddress, opts: { validated: boolean; congestionControl: "newreno" | "cubic"; maxDatagramSizeBytes: number; initialRttMs?: number }) {
+  constructor(
+    id: number,
+    address: PathAddress,
+    opts: { validated: boolean; amplificationLimited?: boolean; congestionControl: "newreno" | "cubic"; maxDatagramSizeBytes: number; initialRttMs?: number },
+  ) {
     this.id = id;
     this.address = address;
     this.validated = opts.validated;
+    this.amplificationLimited = opts.amplificationLimited ?? true;
     this.rtt = new RttEstimator(opts.initialRttMs);
     this.congestion = createCongestionController(opts.congestionControl, opts.maxDatagramSizeBytes);
     this.pacer = new Pacer(opts.maxDatagramSizeBytes);
@@ -55,7 +69,7 @@ export class Path {
 
   /** Bytes we may still send before validation (anti-amplification, §8.1); Infinity once validated. */
   amplificationBudget(): number {
-    return this.validated ? Infinity : Math.max(0, AMPLIFICATION_FACTOR * this.bytesReceived - this.bytesSent);
+    return this.validated || !this.amplificationLimited ? Infinity : Math.max(0, AMPLIFICATION_FACTOR * this.bytesReceived - this.bytesSent);
   }
 
   toJSON(): object {
@@ -63,8 +77,11 @@ export class Path {
       id: this.id,
       address: this.address,
       validated: this.validated,
+      amplificationLimited: this.amplificationLimited,
       bytesReceived: this.bytesReceived,
       bytesSent: this.bytesSent,
+      nonProbingPacketsSent: this.nonProbingPacketsSent,
+      nonProbingPacketsReceived: this.nonProbingPacketsReceived,
       rtt: this.rtt.toJSON(),
       congestion: this.congestion.toJSON(),
     };

@@ -126,6 +126,8 @@ export class SimulatedNetwork {
     for (; steps < maxSteps; steps++) {
       this.flushAll();
       if (opts.until?.()) return { done: true, steps };
+      // What until() made the application write goes out now, before the clock jumps to the next event.
+      this.flushAll();
       const next = this.nextEventTime();
       if (next === undefined || next > end) {
         this.now = Math.max(this.now, Math.min(end, next ?? end));

@@ -8,9 +8,10 @@
  */
 import { createSocket, type Socket } from "node:dgram";
 import { performance } from "node:perf_hooks";
-import type { Connection, ConnectionConfig } from "./connection.ts";
+import type { Connection, ConnectionConfig, Transmit } from "./connection.ts";
 import { Endpoint, type EndpointConfig, type EndpointEvent } from "./endpoint.ts";
-import { formatSocketAddress, type SocketAddress } from "./path.ts";
+import { formatSocketAddress, type PathAddress, type SocketAddress } from "./path.ts";
+import { QlogDirectory } from "./qlog-file.ts";
 import type { Instant } from "./time.ts";
 
 export interface UdpEndpointOptions extends EndpointConfig {
@@ -19,6 +20,18 @@ export interface UdpEndpointOptions extends EndpointConfig {
   onEvent?: (event: EndpointEvent) => void;
   /** Socket buffer sizes (bulk transfers want large ones). */
   socketBufferBytes?: number;
+  /** Write a qlog .sqlog per connection here (the role passes QLOGDIR); see qlog-file.ts. */
+  qlogDir?: string;
+  /** Add the qlog 0.3 header fields qvis needs to open the files (README: qlog). */
+  qlogQvisCompatible?: boolean;
+  /**
+   * A backend behind a QUIC-LB (node-images/lb/README.md): transmits whose local address has no socket of
+   * ours (the VIP) go to `send`, which encapsulates them back to the LB. Datagrams arriving through the
+   * tunnel enter with receiveTunnelled().
+   */
+  tunnel?: { send(transmit: Transmit): void };
+  /** Every datagram in and out with its path and size (metrics per path kind); keep it cheap. */
+  onDatagram?: (direction: "in" | "out", path: PathAddress, bytes: number) => void;
 }
 
 export class UdpEndpoint implements AsyncDisposable {
@@ -26,14 +39,20 @@ export class UdpEndpoint implements AsyncDisposable {
   readonly sockets: Array<{ address: SocketAddress; socket: Socket }> = [];
   readonly counters = { datagramsIn: 0, datagramsOut: 0, sendErrors: 0 };
   private readonly onEvent: ((event: EndpointEvent) => void) | undefined;
+  private readonly options: Pick<UdpEndpointOptions, "tunnel" | "onDatagram">;
+  /** Set when `qlogDir` is given: one .sqlog per connection, client and server side. */
+  readonly qlog: QlogDirectory | undefined;
   private timer: NodeJS.Timeout | undefined;
   private timerAt: Instant | undefined;
   private closed = false;
   private flushScheduled = false;
 
   private constructor(options: UdpEndpointOptions) {
-    this.endpoint = new Endpoint(options);
+    this.qlog = options.qlogDir ? new QlogDirectory(options.qlogDir, { qvisCompatible: options.qlogQvisCompatible }) : undefined;
+    const qlog = this.qlog?.factory;
+    this.endpoint = new Endpoint(qlog && options.server ? { ...options, server: { qlog, ...options.server } } : options);
     this.onEvent = options.onEvent;
+    this.options = { tunnel: options.tunnel, onDatagram: options.onDatagram };
   }
 
   static async bind(options: UdpEndpointOptions): Promise<UdpEndpoint> {
@@ -79,7 +98,7 @@ export class UdpEndpoint implements AsyncDisposable {
     if (!local) throw new RangeError(`no bound socket #${localIndex}`);
     // The core has no clock; certificate validity is checked against the wall clock given here.
     const tls = { ...config.tls, verificationTimeUnixMs: config.tls.verificationTimeUnixMs ?? Date.now() };
-    const conn = this.endpoint.connect({ ...config, tls }, { local, remote }, this.now());
+    const conn = this.endpoint.connect({ qlog: this.qlog?.factory, ...config, tls }, { local, remote }, this.now());
     this.flush();
     return conn;
   }
@@ -99,9 +118,15 @@ export class UdpEndpoint implements AsyncDisposable {
     });
   }
 
+  /** A datagram that reached us through an LB tunnel, already decapsulated: `path.local` is the VIP. */
+  receiveTunnelled(datagram: Buffer, path: PathAddress): void {
+    this.onDatagram(datagram, path.local, path.remote);
+  }
+
   private onDatagram(msg: Buffer, local: SocketAddress, remote: SocketAddress): void {
     if (this.closed) return;
     this.counters.datagramsIn++;
+    this.options.onDatagram?.("in", { local, remote }, msg.length);
     this.endpoint.receive(msg, { local, remote }, this.now());
     this.scheduleFlush();
   }
@@ -114,6 +139,12 @@ export class UdpEndpoint implements AsyncDisposable {
       const t = this.endpoint.pollTransmit(now);
       if (!t) break;
       const socket = this.socketFor(t.path.local);
+      this.options.onDatagram?.("out", t.path, t.datagram.length);
+      if (!socket && this.options.tunnel) {
+        this.counters.datagramsOut++;
+        this.options.tunnel.send(t);
+        continue;
+      }
       if (!socket) {
         this.counters.sendErrors++;
         continue;
@@ -151,6 +182,8 @@ export class UdpEndpoint implements AsyncDisposable {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
     await Promise.all(this.sockets.map((s) => new Promise<void>((resolve) => s.socket.close(() => resolve()))));
+    // Connections still open at shutdown: their traces end here, with what they have.
+    await this.qlog?.close();
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
