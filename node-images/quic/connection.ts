@@ -1262,9 +1262,11 @@ export class Connection {
       const writeKeys = last.space.name === "application" ? this.keyPhase!.write : last.space.writeKeys!;
       const payload = this.encodeFrames(last.frames);
       let padded = this.seal(last.space, last.pn, payload, writeKeys, payload.length + deficit);
-      // The Length field may have grown by a byte; take it back from the padding.
-      if (used - last.size + padded.length > padTo) {
-        padded = this.seal(last.space, last.pn, payload, writeKeys, payload.length + deficit - (used - last.size + padded.length - padTo));
+      // The Length field may have grown by a byte (too long), and a tiny payload (a PING probe) was already padded
+      // for the header-protection sample (too short): correct either way, so the datagram is exactly padTo (§14.1).
+      const missBytes = used - last.size + padded.length - padTo;
+      if (missBytes !== 0) {
+        padded = this.seal(last.space, last.pn, payload, writeKeys, payload.length + deficit - missBytes);
       }
       used += padded.length - last.size;
       last.packet = padded;
@@ -1663,6 +1665,7 @@ export class Connection {
     if (!this.closeSendPending || !this.closeFrame) return undefined;
     this.closeSendPending = false;
     const packets: Buffer[] = [];
+    let clientInitial: { space: PacketSpace; pn: number; payload: Buffer; keys: PacketKeys } | undefined;
     for (const name of SPACE_ORDER) {
       const space = this.spaces[name];
       const keys = name === "application" ? (this.isHandshakeConfirmed ? this.keyPhase?.write : undefined) : space.writeKeys;
@@ -1672,11 +1675,18 @@ export class Connection {
         : this.closeFrame;
       const payload = this.encodeFrames([frame]);
       const needsPadding = name === "initial" && this.role === "client";
+      if (needsPadding) clientInitial = { space, pn: space.nextPacketNumber, payload, keys };
       packets.push(this.seal(space, space.nextPacketNumber++, payload, keys, needsPadding ? MIN_INITIAL_DATAGRAM_BYTES - 64 : 0));
       this.qlog?.packetSent(now, { packetType: name === "application" ? "1rtt" : name, packetNumber: space.nextPacketNumber - 1, frames: [frame], lengthBytes: packets[packets.length - 1]!.length, pathId: this.activePath.id });
     }
     if (packets.length === 0) return undefined;
-    const datagram = Buffer.concat(packets);
+    let datagram = Buffer.concat(packets);
+    // RFC 9000 §14.1: a client's datagram with an Initial is at least 1200 bytes, also when the Initial is alone.
+    if (clientInitial && datagram.length < MIN_INITIAL_DATAGRAM_BYTES) {
+      const c = clientInitial;
+      packets[0] = this.seal(c.space, c.pn, c.payload, c.keys, MIN_INITIAL_DATAGRAM_BYTES - 64 + MIN_INITIAL_DATAGRAM_BYTES - datagram.length);
+      datagram = Buffer.concat(packets);
+    }
     const path = this.activePath;
     if (datagram.length > path.amplificationBudget()) return undefined;
     path.bytesSent += datagram.length;

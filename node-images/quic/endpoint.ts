@@ -53,6 +53,8 @@ interface Entry {
   connection: Connection;
   /** CIDs (hex) registered for routing. */
   routes: Set<string>;
+  /** What `routes` was built from (see syncRoutes); -1 before the first build. */
+  routesFingerprint: number;
   deadline: Instant | undefined;
 }
 
@@ -210,7 +212,7 @@ export class Endpoint {
   // ------------------------------------------------------------------------------------------
 
   private track(connection: Connection, now: Instant): Entry {
-    const entry: Entry = { connection, routes: new Set(), deadline: undefined };
+    const entry: Entry = { connection, routes: new Set(), routesFingerprint: -1, deadline: undefined };
     this.entries.add(entry);
     this.entryOf.set(connection, entry);
     this.afterActivity(entry, now);
@@ -243,6 +245,16 @@ export class Endpoint {
 
   private syncRoutes(entry: Entry): void {
     const conn = entry.connection;
+    // Runs after every datagram: rebuild (hex strings, Sets) only when the inputs changed. `issued` only
+    // grows and `retired` only goes from false to true, so (count, retired count, ODCID wanted) changes
+    // whenever the wanted set does. It was ~3% of the throughput profile (bench/quic-throughput.bench.ts).
+    const issued = conn.localCids.issued;
+    let retiredCount = 0;
+    for (const c of issued) if (c.retired) retiredCount++;
+    const wantsOdcid = conn.role === "server" && !conn.isHandshakeConfirmed;
+    const fingerprint = issued.length * 65536 + retiredCount * 2 + (wantsOdcid ? 1 : 0);
+    if (fingerprint === entry.routesFingerprint) return;
+    entry.routesFingerprint = fingerprint;
     const wanted = new Set<string>();
     for (const c of conn.localCids.issued) if (!c.retired) wanted.add(c.connectionId.toString("hex"));
     // The client's first Initials (and their retransmissions) carry the original DCID until the handshake is done.

@@ -2,7 +2,7 @@
  * QUIC packet protection (RFC 9001 §5): Initial secrets, packet keys, AEAD payload protection,
  * header protection, and key-update secrets (§6).
  */
-import { createCipheriv, createDecipheriv, type CipherGCM, type Cipheriv, type CipherGCMTypes } from "node:crypto";
+import { createCipheriv, createDecipheriv, createSecretKey, type CipherGCM, type Cipheriv, type CipherGCMTypes, type KeyObject } from "node:crypto";
 import { CIPHER_SUITES, type CipherSuite } from "./crypto/cipher-suites.ts";
 import { hkdfExpandLabel, hkdfExtract } from "./crypto/hkdf.ts";
 
@@ -16,6 +16,12 @@ export interface PacketKeys {
   readonly key: Buffer;
   readonly iv: Buffer;
   readonly hpKey: Buffer;
+  /**
+   * `key` and `hpKey` as KeyObjects, made once per key: Node 24's createCipheriv takes a slow path for
+   * raw Buffer keys (about 15 µs against 4.5 µs per 1200-byte AES-128-GCM packet).
+   */
+  readonly aeadKey: KeyObject;
+  readonly hpKeyObject: KeyObject;
   /** AES-ECB header-protection cipher, created once per key (RFC 9001 §5.4.3); undefined for ChaCha20. */
   readonly hpCipher: Cipheriv | undefined;
   /** Scratch buffer for the per-packet nonce; node:crypto copies the IV, so reuse is safe. */
@@ -36,12 +42,13 @@ export function derivePacketKeys(suite: CipherSuite, secret: Uint8Array): Packet
   const key = hkdfExpandLabel(suite.hash, secret, "quic key", EMPTY, suite.keyLength);
   const iv = hkdfExpandLabel(suite.hash, secret, "quic iv", EMPTY, suite.ivLength);
   const hpKey = hkdfExpandLabel(suite.hash, secret, "quic hp", EMPTY, suite.keyLength);
+  const hpKeyObject = createSecretKey(hpKey);
   let hpCipher: Cipheriv | undefined;
   if (suite.headerProtection !== "chacha20") {
-    hpCipher = createCipheriv(suite.headerProtection, hpKey, null);
+    hpCipher = createCipheriv(suite.headerProtection, hpKeyObject, null);
     hpCipher.setAutoPadding(false);
   }
-  return { suite, key, iv, hpKey, hpCipher, nonce: Buffer.alloc(suite.ivLength) };
+  return { suite, key, iv, hpKey, aeadKey: createSecretKey(key), hpKeyObject, hpCipher, nonce: Buffer.alloc(suite.ivLength) };
 }
 
 /** Initial packet keys for one side (RFC 9001 §5.2: AES-128-GCM). */
@@ -59,11 +66,14 @@ export function nextKeyPhaseSecret(suite: CipherSuite, secret: Uint8Array): Buff
 /** RFC 9001 §6.1: packet keys for the next key phase, keeping the current header-protection key. */
 export function nextKeyPhaseKeys(current: PacketKeys, nextSecret: Uint8Array): PacketKeys {
   const suite = current.suite;
+  const key = hkdfExpandLabel(suite.hash, nextSecret, "quic key", EMPTY, suite.keyLength);
   return {
     suite,
-    key: hkdfExpandLabel(suite.hash, nextSecret, "quic key", EMPTY, suite.keyLength),
+    key,
     iv: hkdfExpandLabel(suite.hash, nextSecret, "quic iv", EMPTY, suite.ivLength),
     hpKey: current.hpKey,
+    aeadKey: createSecretKey(key),
+    hpKeyObject: current.hpKeyObject,
     hpCipher: current.hpCipher,
     nonce: Buffer.alloc(suite.ivLength),
   };
@@ -99,7 +109,7 @@ function buildNonce(keys: PacketKeys, packetNumber: number): Buffer {
 
 /** RFC 9001 §5.3: an AEAD cipher for one packet; the caller sets the AAD, streams the payload and takes the tag. */
 export function createPacketCipher(keys: PacketKeys, packetNumber: number): CipherGCM {
-  return createCipheriv(aeadName(keys), keys.key, buildNonce(keys, packetNumber), { authTagLength: 16 });
+  return createCipheriv(aeadName(keys), keys.aeadKey, buildNonce(keys, packetNumber), { authTagLength: 16 });
 }
 
 /**
@@ -136,7 +146,7 @@ export function aeadOpen(
 ): Buffer | undefined {
   if (ciphertextAndTag.length < 16) return undefined;
   const split = ciphertextAndTag.length - 16;
-  const decipher = createDecipheriv(aeadName(keys), keys.key, buildNonce(keys, packetNumber), { authTagLength: 16 });
+  const decipher = createDecipheriv(aeadName(keys), keys.aeadKey, buildNonce(keys, packetNumber), { authTagLength: 16 });
   decipher.setAAD(header);
   decipher.setAuthTag(ciphertextAndTag.subarray(split));
   const body = decipher.update(ciphertextAndTag.subarray(0, split));
@@ -159,7 +169,7 @@ export function headerProtectionMask(keys: PacketKeys, sample: Uint8Array): Uint
     return keys.hpCipher.update(sample);
   }
   // RFC 9001 §5.4.4: counter = sample[0..4] (little-endian), nonce = sample[4..16]; mask = ChaCha20(zeros).
-  const chacha = createCipheriv("chacha20", keys.hpKey, sample);
+  const chacha = createCipheriv("chacha20", keys.hpKeyObject, sample);
   return chacha.update(FIVE_ZEROS);
 }
 

@@ -3,7 +3,7 @@
  */
 import { QuicTransportError } from "./errors.ts";
 import { decodePreferredAddress, encodePreferredAddress, type PreferredAddress } from "./preferred-address.ts";
-import { ByteReader, ByteWriter, varintLength } from "./varint.ts";
+import { ByteReader, ByteWriter, ownedCopy, varintLength } from "./varint.ts";
 
 /** RFC 9000 §18.2 Table 6 and RFC 9221 §3. */
 export const TRANSPORT_PARAMETER_IDS = {
@@ -130,7 +130,7 @@ export function encodeTransportParameters(tp: TransportParameters, senderRole: R
   if (tp.initialSourceConnectionId) bytes(ID.initial_source_connection_id, tp.initialSourceConnectionId);
   if (tp.maxDatagramFrameSize !== undefined) int(ID.max_datagram_frame_size, tp.maxDatagramFrameSize, undefined);
   for (const u of tp.unknown) bytes(u.id, u.value);
-  return Buffer.from(w.finish());
+  return ownedCopy(w.finish());
 }
 
 function parameterError(reason: string): QuicTransportError {
@@ -170,14 +170,14 @@ function decodeUnchecked(buf: Uint8Array, senderRole: Role): TransportParameters
     };
     const cid = (): Buffer => {
       if (value.length > 20) throw parameterError(`connection ID of ${value.length} bytes`);
-      return Buffer.from(value);
+      return ownedCopy(value);
     };
     switch (id) {
       case ID.original_destination_connection_id: tp.originalDestinationConnectionId = cid(); break;
       case ID.max_idle_timeout: tp.maxIdleTimeoutMs = int(); break;
       case ID.stateless_reset_token:
         if (value.length !== 16) throw parameterError("stateless_reset_token must be 16 bytes");
-        tp.statelessResetToken = Buffer.from(value);
+        tp.statelessResetToken = ownedCopy(value);
         break;
       case ID.max_udp_payload_size:
         tp.maxUdpPayloadSize = int();
@@ -220,7 +220,7 @@ function decodeUnchecked(buf: Uint8Array, senderRole: Role): TransportParameters
       case ID.retry_source_connection_id: tp.retrySourceConnectionId = cid(); break;
       case ID.max_datagram_frame_size: tp.maxDatagramFrameSize = int(); break;
       default:
-        if (!isReservedTransportParameter(id)) tp.unknown.push({ id, value: Buffer.from(value) });
+        if (!isReservedTransportParameter(id)) tp.unknown.push({ id, value: ownedCopy(value) });
     }
   }
   // PA-03 / RFC 9000 §18.2: a server using zero-length connection IDs must not send preferred_address.

@@ -1,5 +1,7 @@
+import { createHmac } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { hkdfExpand, hkdfExtract, hkdfExpandLabel } from "./hkdf.ts";
+import { SeededRandom } from "../../common/seeded-random.ts";
+import { hkdfExpand, hkdfExtract, hkdfExpandLabel, hmac } from "./hkdf.ts";
 
 describe("HKDF", () => {
   it("RFC 5869 test case 1 (SHA-256)", () => {
@@ -22,5 +24,17 @@ describe("HKDF", () => {
     expect(hkdfExpandLabel("sha256", client, "quic key", Buffer.alloc(0), 16).toString("hex")).toBe(
       "1f369613dd76d5467730efcbe3b1a22d",
     );
+  });
+
+  it("RFC 2104 HMAC on createHash matches node:crypto's HMAC (SHA-256, SHA-384; keys shorter than, equal to and longer than a block)", () => {
+    const rng = new SeededRandom(2104);
+    for (const hash of ["sha256", "sha384"]) {
+      for (const keyLength of [0, 1, 16, 32, 48, 63, 64, 65, 127, 128, 129, 200]) {
+        const key = rng.bytes(keyLength);
+        const a = rng.bytes(Math.floor(rng.next() * 100));
+        const b = rng.bytes(Math.floor(rng.next() * 100));
+        expect(hmac(hash, key, a, b).toString("hex")).toBe(createHmac(hash, key).update(a).update(b).digest("hex"));
+      }
+    }
   });
 });

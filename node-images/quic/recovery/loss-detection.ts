@@ -437,8 +437,9 @@ function firstAtOrAbove<T>(sent: readonly SentPacket<T>[], pn: number): number {
 /** Drops the entries in [kept, stop), moving the rest down. */
 function removeGap<T>(sent: SentPacket<T>[], kept: number, stop: number): void {
   if (kept === stop) return;
-  sent.copyWithin(kept, stop);
-  sent.length -= stop - kept;
+  // splice, not copyWithin: V8's copyWithin on an object array is a generic per-element loop, and with a
+  // loopback-sized window (thousands in flight) it was the top entry of the throughput profile.
+  sent.splice(kept, stop - kept);
 }
 
 function newSpace<T>(): SpaceRecovery<T> {

@@ -27,6 +27,14 @@ import { TranscriptHash } from "./transcript-hash.ts";
 export { TlsAlertError, TlsConfigError } from "./tls-alert.ts";
 export type { KeyExchangeGroup } from "./key-exchange.ts";
 
+/**
+ * A copy with memory of its own for values the session keeps: Buffer.from() of a small value is a slice
+ * of a shared 64 KiB pool that one long-lived slice keeps alive (bench/quic-memory.bench.ts).
+ */
+function ownBytes(src: Uint8Array): Buffer {
+  return Buffer.from(Uint8Array.prototype.slice.call(src).buffer);
+}
+
 export interface TlsConfig {
   role: "client" | "server";
   /** Client: offered in order; server: accepted, in server preference order. */
@@ -431,7 +439,7 @@ export class TlsSession {
   private takeTransportParameters(extensions: Extensions, where: string): void {
     const params = extensions.get(EXTENSION_TYPE.quic_transport_parameters);
     // RFC 9001 §8.2: an endpoint that does not receive the extension MUST close with missing_extension.
-    if (params) this.peerParams = Buffer.from(params);
+    if (params) this.peerParams = ownBytes(params);
     else if (!this.config.testHooks?.allowMissingTransportParameters_TEST_ONLY) throw new TlsAlertError("missing_extension", `${where} without quic_transport_parameters`);
   }
 
@@ -520,7 +528,8 @@ export class TlsSession {
 
   private serverOnClientHello(body: Buffer, message: Buffer): void {
     const hello = parseClientHello(body);
-    this.peerClientRandom = hello.random;
+    // A copy: hello.random is a view into the whole ClientHello, which would otherwise live as long as the session.
+    this.peerClientRandom = ownBytes(hello.random);
     const ext = hello.extensions;
     const versionsData = ext.get(EXTENSION_TYPE.supported_versions);
     if (!versionsData || !parseClientSupportedVersions(versionsData).includes(TLS13_VERSION)) {
@@ -581,7 +590,7 @@ export class TlsSession {
     const keyShare = this.newKeyShare(chosen);
     const shared = keyShare.computeSharedSecret(peerShare.keyExchange);
     this.negotiatedAlpn = alpn;
-    if (paramsData) this.peerParams = Buffer.from(paramsData);
+    if (paramsData) this.peerParams = ownBytes(paramsData);
 
     const random = this.config.testHooks?.random ?? randomBytes(32);
     const serverHello = encodeServerHello(random, hello.legacySessionId, suite.code, [
