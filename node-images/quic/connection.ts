@@ -171,6 +171,8 @@ export class Connection {
   private maxDataLost = false;
   private readonly maxStreamDataLost = new Set<number>();
   private readonly maxStreamDataRepeat = new Set<number>();
+  /** The last STREAMS_BLOCKED limit queued, [bidi, uni]. */
+  private readonly streamsBlockedSent: [number, number] = [-1, -1];
   private readonly controlFrames: Frame[] = [];
   private readonly datagramsOut: Buffer[] = [];
   private readonly readableNotified = new Set<number>();
@@ -455,7 +457,13 @@ export class Connection {
     const streams = this.requireStreams();
     const id = streams.openStream(bidirectional);
     if (id === undefined) {
-      this.controlFrames.push({ type: "streams_blocked", bidi: bidirectional, limit: streams.peerStreamLimit(bidirectional) });
+      // RFC 9000 §4.6: say once per limit that we are blocked; repeated attempts add nothing.
+      const limit = streams.peerStreamLimit(bidirectional);
+      const queued = this.controlFrames.some((f) => f.type === "streams_blocked" && f.bidi === bidirectional && f.limit === limit);
+      if (!queued && this.streamsBlockedSent[bidirectional ? 0 : 1] !== limit) {
+        this.streamsBlockedSent[bidirectional ? 0 : 1] = limit;
+        this.controlFrames.push({ type: "streams_blocked", bidi: bidirectional, limit });
+      }
     }
     return id;
   }
