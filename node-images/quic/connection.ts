@@ -444,6 +444,11 @@ export class Connection {
   }
 
   /** The DCID the client's first Initial carried (endpoints route by it until the handshake is done). */
+  /** The current probe timeout (RFC 9002 §6.2.1) of the active path, in ms. */
+  get probeTimeoutMs(): number {
+    return this.ptoMs();
+  }
+
   get originalDcid(): Buffer {
     return this.originalDestinationConnectionId;
   }

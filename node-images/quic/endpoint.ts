@@ -64,10 +64,12 @@ export class Endpoint {
   readonly config: EndpointConfig;
   readonly cidLength: number;
   readonly drops: Partial<Record<EndpointDropReason, number>> = {};
-  readonly counters = { versionNegotiationSent: 0, retrySent: 0, statelessResetSent: 0, accepted: 0, connected: 0 };
+  readonly counters = { versionNegotiationSent: 0, retrySent: 0, statelessResetSent: 0, accepted: 0, connected: 0, retiredCidRouted: 0 };
   private readonly resetKey: Buffer;
   private readonly tokenKey: Buffer;
   private readonly byCid = new Map<string, Entry>();
+  /** Recently retired CIDs, still routed for 3 PTO (see syncRoutes); pruned lazily. */
+  private readonly retiredRoutes = new Map<string, { entry: Entry; until: Instant }>();
   private readonly entries = new Set<Entry>();
   private readonly entryOf = new WeakMap<Connection, Entry>();
   /** Connections that may have something to send. */
@@ -121,7 +123,7 @@ export class Endpoint {
       this.drop("header_invalid");
       return;
     }
-    const entry = this.byCid.get(Buffer.from(header.dcid).toString("hex"));
+    const entry = this.routeByCid(Buffer.from(header.dcid).toString("hex"), now);
     if (entry) {
       entry.connection.receive(datagram, path, now);
       this.afterActivity(entry, now);
@@ -221,7 +223,7 @@ export class Endpoint {
 
   private afterActivity(entry: Entry, now: Instant): void {
     const conn = entry.connection;
-    this.syncRoutes(entry);
+    this.syncRoutes(entry, now);
     for (let e = conn.pollEvent(); e; e = conn.pollEvent()) this.events.push({ type: "connection", connection: conn, event: e });
     if (conn.isClosed) {
       this.remove(entry, now);
@@ -243,7 +245,26 @@ export class Endpoint {
     }
   }
 
-  private syncRoutes(entry: Entry): void {
+  /** Keep the grace table bounded: sweep when it outgrows the live connections. */
+  private pruneRetiredRoutes(now: Instant): void {
+    if (this.retiredRoutes.size <= 4 * this.entries.size + 64) return;
+    for (const [key, r] of this.retiredRoutes) if (r.until < now || !this.entries.has(r.entry)) this.retiredRoutes.delete(key);
+  }
+
+  private routeByCid(key: string, now: Instant): Entry | undefined {
+    const entry = this.byCid.get(key);
+    if (entry) return entry;
+    const retired = this.retiredRoutes.get(key);
+    if (!retired) return undefined;
+    if (retired.until < now || !this.entries.has(retired.entry)) {
+      this.retiredRoutes.delete(key);
+      return undefined;
+    }
+    this.counters.retiredCidRouted++;
+    return retired.entry;
+  }
+
+  private syncRoutes(entry: Entry, now: Instant): void {
     const conn = entry.connection;
     // Runs after every datagram: rebuild (hex strings, Sets) only when the inputs changed. `issued` only
     // grows and `retired` only goes from false to true, so (count, retired count, ODCID wanted) changes
@@ -262,7 +283,14 @@ export class Endpoint {
     for (const key of entry.routes) {
       if (!wanted.has(key)) {
         entry.routes.delete(key);
-        if (this.byCid.get(key) === entry) this.byCid.delete(key);
+        if (this.byCid.get(key) === entry) {
+          this.byCid.delete(key);
+          // Packets the peer sent with this CID before it retired it may still be in flight, e.g. on the old
+          // path while the client moves to the preferred address and both server sockets are read in no
+          // fixed order: keep them routable for 3 PTO rather than answer them with a stateless reset.
+          this.retiredRoutes.set(key, { entry, until: now + 3 * conn.probeTimeoutMs });
+          this.pruneRetiredRoutes(now);
+        }
       }
     }
     for (const key of wanted) {
@@ -278,6 +306,7 @@ export class Endpoint {
     entry.routes.clear();
     this.entries.delete(entry);
     this.dirty.delete(entry);
+    this.pruneRetiredRoutes(now);
     entry.deadline = undefined;
     this.events.push({ type: "connectionRemoved", at: now, connection: entry.connection });
   }

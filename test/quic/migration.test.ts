@@ -486,3 +486,17 @@ describe("moves under impairment", () => {
     expect(movedCount).toBeGreaterThan(40);
   });
 });
+
+describe("packets in flight on the old path after the move (found over real sockets, test/netns)", () => {
+  it("are still delivered for 3 PTO after their CID is retired, not answered with a stateless reset", () => {
+    const p = new MigrationPair({ delayMs: 5 });
+    // The old path is slower than the new one: the RETIRE_CONNECTION_ID for the old CID, sent on the new
+    // path, overtakes the client's last packets on the old one.
+    p.net.setLink(CLIENT.address, VIP.address, { delayMs: 40 });
+    const t = upload(p, 1_000_000);
+    expect(p.run(() => moved(p) && t.intact(), 30_000)).toBe(true);
+    expect(p.server.counters.statelessResetSent).toBe(0);
+    expect(p.server.counters.retiredCidRouted).toBeGreaterThan(0);
+    expect(p.server.drops.unknown_connection_id ?? 0).toBe(0);
+  });
+});
