@@ -105,7 +105,7 @@ export class RunNotFoundError extends OrchestratorError {
   }
 }
 
-export type DriverErrorCode = "DRIVER_FAILED" | "RUN_NOT_FOUND" | "NODE_NOT_FOUND" | "NETWORK_NOT_FOUND" | "NOTHING_TO_IMPAIR" | "NODE_COMMAND_MISSING";
+export type DriverErrorCode = "DRIVER_FAILED" | "RUN_NOT_FOUND" | "NODE_NOT_FOUND" | "NETWORK_NOT_FOUND" | "NOTHING_TO_IMPAIR" | "NODE_COMMAND_MISSING" | "NETEM_UNAVAILABLE";
 
 /** A driver call failed; same shape as the drivers' stand-in classes (docker-errors.ts, local-errors.ts). */
 export class DriverError extends OrchestratorError {

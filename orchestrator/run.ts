@@ -8,7 +8,7 @@ import { randomBytes } from "node:crypto";
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import type { AppliedImpairment, Driver, NetworkState, NodeState } from "./drivers/driver.ts";
-import { RunNotFoundError } from "./errors.ts";
+import { DriverError, RunNotFoundError } from "./errors.ts";
 import { planRun, type DriverKind, type RunPlan } from "./plan.ts";
 import type { Topology } from "./topology/model.ts";
 import { formatDurationMs, formatRateBitsPerSecond } from "./topology/units.ts";
@@ -67,6 +67,11 @@ export interface UpResult {
   networks: NetworkState[];
   nodes: NodeState[];
   impairments: AppliedImpairment[];
+  /**
+   * Planned impairments the engine cannot apply (docker on a kernel without sch_netem): `up`
+   * goes on without them and says so on every line it prints, rather than failing the whole run.
+   */
+  skippedImpairments: { target: AppliedImpairment["target"]; reason: string }[];
 }
 
 export function describeImpairment(spec: ImpairmentSpec): string {
@@ -90,7 +95,7 @@ export async function up(
 ): Promise<UpResult> {
   const progress = opts.onProgress ?? (() => {});
   const plan = planRun(topology, { runId: opts.runId, driver: driverKind(driver) });
-  const result: UpResult = { plan, networks: [], nodes: [], impairments: [] };
+  const result: UpResult = { plan, networks: [], nodes: [], impairments: [], skippedImpairments: [] };
   await writeCurrentRun({ runId: opts.runId, driver: driver.name, topologyName: topology.name, topologyFile: topology.file, startedAt: new Date().toISOString() }, opts.stateDir);
   try {
     for (const network of plan.networks) {
@@ -98,15 +103,25 @@ export async function up(
       progress(`network ${network.name} (${network.kind} ${network.subnet})`);
       result.networks.push(await driver.createNetwork(opts.runId, network, opts.signal));
     }
-    for (const node of plan.nodes) {
-      opts.signal?.throwIfAborted();
+    // Nodes start concurrently (each start is mostly waiting on the engine). Every start is
+    // awaited, also after one failed, so the cleanup below never races a start still in flight.
+    opts.signal?.throwIfAborted();
+    const starts = await Promise.allSettled(plan.nodes.map((node) => {
       progress(`node ${node.name} (${node.role})`);
-      result.nodes.push(await driver.startNode(opts.runId, node, opts.signal));
-    }
+      return driver.startNode(opts.runId, node, opts.signal);
+    }));
+    for (const start of starts) if (start.status === "rejected") throw start.reason;
+    for (const start of starts) if (start.status === "fulfilled") result.nodes.push(start.value);
     for (const impairment of plan.impairments) {
       opts.signal?.throwIfAborted();
       progress(`impair ${impairment.target.node}/${impairment.target.network} ${impairment.target.direction}: ${describeImpairment(impairment.spec)}`);
-      result.impairments.push(await driver.impair(opts.runId, impairment.target, impairment.spec, opts.signal));
+      try {
+        result.impairments.push(await driver.impair(opts.runId, impairment.target, impairment.spec, opts.signal));
+      } catch (error) {
+        if (!(error instanceof DriverError && error.code === "NETEM_UNAVAILABLE")) throw error;
+        progress(`WARNING: ${impairment.target.node}/${impairment.target.network} left unimpaired: ${error.message}`);
+        result.skippedImpairments.push({ target: impairment.target, reason: error.message });
+      }
     }
     opts.signal?.throwIfAborted();
   } catch (error) {

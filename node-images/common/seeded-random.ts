@@ -24,6 +24,13 @@ export class SeededRandom {
     this.s3 = next();
   }
 
+  /** A generator with the given raw state (for known-answer tests against the reference C code). */
+  static fromState(state: readonly [number, number, number, number]): SeededRandom {
+    const rng = new SeededRandom(0);
+    [rng.s0, rng.s1, rng.s2, rng.s3] = state.map((x) => x >>> 0) as [number, number, number, number];
+    return rng;
+  }
+
   /** Uniform 32-bit unsigned integer. */
   nextUint32(): number {
     const result = Math.imul(rotl(Math.imul(this.s1, 5) >>> 0, 7), 9) >>> 0;

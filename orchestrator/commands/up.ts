@@ -1,11 +1,16 @@
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { defaultNodeImage } from "../drivers/docker.ts";
+import { FeatureUnavailableError } from "../errors.ts";
+import { buildImages } from "../images/build.ts";
+import { ImageBuildError } from "../images/image-build-error.ts";
+import { buildNetemCommands } from "../impairments/netem.ts";
 import { planRun, type RunPlan } from "../plan.ts";
 import { describeImpairment, down, newRunId, up } from "../run.ts";
 import { loadTopology } from "../topology/load.ts";
 import type { Command } from "./command.ts";
 import { expectPositionals, parseCommandArgs } from "./command.ts";
-import { chooseDriver, parseDriverName } from "./driver-choice.ts";
+import { chooseDriver, createDriver, parseDriverName } from "./driver-choice.ts";
 
 /** The default topology, as a path relative to the working directory when possible. */
 export function defaultTopologyFile(): string {
@@ -23,14 +28,55 @@ export function formatPlan(plan: RunPlan): string[] {
   lines.push("nodes:");
   for (const n of plan.nodes) {
     const addresses = n.addresses.map((a) => `${a.network}=${a.ipv4 ?? "auto"}`).join(" ");
-    lines.push(`  ${n.name.padEnd(12)} ${n.role.padEnd(10)} ${addresses}${n.image ? ` image=${n.image}` : ""}`);
+    const image = plan.driver === "docker" ? ` image=${n.image ?? defaultNodeImage(n.role)}` : "";
+    lines.push(`  ${n.name.padEnd(12)} ${n.role.padEnd(10)} ${addresses}${image}`);
   }
   lines.push("impairments:");
   if (plan.impairments.length === 0) lines.push("  (none)");
-  for (const i of plan.impairments) lines.push(`  ${i.target.node}/${i.target.network} ${i.target.direction}: ${describeImpairment(i.spec)}`);
+  for (const i of plan.impairments) {
+    lines.push(`  ${i.target.node}/${i.target.network} ${i.target.direction}: ${describeImpairment(i.spec)}`);
+    for (const command of impairmentCommands(plan, i)) lines.push(`    ${command}`);
+  }
   lines.push("notes:");
   for (const note of plan.notes) lines.push(`  - ${note}`);
   return lines;
+}
+
+/**
+ * What applying one planned impairment runs. Docker: tc netem inside the node's network namespace
+ * (the interface is known only once the container runs, hence `<if:network>`); when the kernel
+ * has no sch_netem, `up` says so and leaves the link unimpaired. Local: a userspace relay.
+ */
+export function impairmentCommands(plan: RunPlan, impairment: RunPlan["impairments"][number]): string[] {
+  const { node, network, direction } = impairment.target;
+  if (plan.driver === "docker") {
+    return buildNetemCommands(`<if:${network}>`, impairment.spec, direction).map((argv) => `docker exec ${plan.runId}-${node} ${argv.join(" ")}`);
+  }
+  return [`userspace UDP relay on ${node}'s published ${network} address, for every UDP port it binds (seed ${impairment.spec.seed ?? 1})`];
+}
+
+/** The role images the docker driver will run for this plan's nodes that name no image. */
+export function rolesNeedingImages(plan: RunPlan): string[] {
+  const roles = new Set<string>();
+  for (const node of plan.nodes) if (node.image === undefined) roles.add(/^qmt\/([^:]+):latest$/.exec(defaultNodeImage(node.role))![1]!);
+  return [...roles].sort();
+}
+
+/** Builds (or finds, by content hash) the images a docker run needs, or says exactly what to do. */
+async function ensureImages(plan: RunPlan, context: Parameters<Command["run"]>[1]): Promise<void> {
+  const roles = rolesNeedingImages(plan);
+  if (roles.length === 0) return;
+  context.err(`images: qmt/base and ${roles.map((r) => `qmt/${r}`).join(", ")} (built when missing or out of date; the first build takes about a minute)`);
+  try {
+    await buildImages({ roles, signal: context.signal, progress: (line) => context.err(`  ${line}`) });
+  } catch (error) {
+    if (!(error instanceof ImageBuildError)) throw error;
+    throw new FeatureUnavailableError(
+      `up: the docker images ${roles.map((r) => `qmt/${r}:latest`).join(", ")} could not be built (${error.code}: ${error.message.split("\n")[0]}). ` +
+        "Install debootstrap (apt-get install debootstrap) or set BASE_IMAGE=node:24-bookworm-slim where a registry is reachable, then run `npm run testbed -- images`; or use `up --driver local`.",
+      { cause: error },
+    );
+  }
 }
 
 export const upCommand: Command = {
@@ -62,22 +108,42 @@ example:
       else for (const line of formatPlan(plan)) context.out(line);
       return 0;
     }
-    const driver = await chooseDriver(requested, context);
+    let driver = await chooseDriver(requested, context);
     try {
       const runId = newRunId(topology.name);
+      if (driver.name === "docker") {
+        try {
+          await ensureImages(planRun(topology, { runId, driver: "docker" }), context);
+        } catch (error) {
+          // Docker was only the default: without its images, the embedded driver still runs the topology.
+          if (!(error instanceof FeatureUnavailableError) || requested !== undefined) throw error;
+          context.err(error.message);
+          context.err("driver: local (docker images cannot be built here; --driver docker makes this an error)");
+          await driver[Symbol.asyncDispose]();
+          driver = await createDriver("local", context.stateDir);
+        }
+      }
       context.err(`up ${topology.name}: run ${runId} on ${driver.name}`);
       const result = await up(topology, driver, { runId, signal: context.signal, onProgress: (line) => context.err(`  ${line}`), stateDir: context.stateDir });
-      if (values.json === true) context.out(JSON.stringify({ runId, networks: result.networks, nodes: result.nodes, impairments: result.impairments }, null, 2));
+      if (values.json === true) context.out(JSON.stringify({ runId, networks: result.networks, nodes: result.nodes, impairments: result.impairments, skippedImpairments: result.skippedImpairments }, null, 2));
       else {
         context.out(`run ${runId} is up (${driver.name})`);
         for (const node of result.nodes) context.out(`  ${node.name.padEnd(12)} ${node.status.padEnd(8)} ${Object.entries(node.addresses).map(([n, a]) => `${n}=${a}`).join(" ")}`);
+        for (const i of result.impairments) context.out(`  impaired ${i.target.node}/${i.target.network} ${i.target.direction}: ${describeImpairment(i.spec)} (${i.mechanism})`);
+        for (const s of result.skippedImpairments) context.out(`  NOT impaired ${s.target.node}/${s.target.network}: ${s.reason}`);
       }
       if (driver.name === "local" && values.detach !== true) {
         // The local driver's impairment relays live in this process: stay until Ctrl-C, then take the run down.
         context.err("local run in the foreground: Ctrl-C stops it (use --detach to return now)");
         await new Promise<void>((resolve) => {
-          if (context.signal.aborted) resolve();
-          else context.signal.addEventListener("abort", () => resolve(), { once: true });
+          if (context.signal.aborted) return resolve();
+          // The driver's timers are unref'd (they must not keep a library user's process alive):
+          // this one keeps the foreground process, and so its relays, alive until Ctrl-C.
+          const keepAlive = setInterval(() => {}, 1 << 30);
+          context.signal.addEventListener("abort", () => {
+            clearInterval(keepAlive);
+            resolve();
+          }, { once: true });
         });
         const { removed } = await down(driver, runId, { stateDir: context.stateDir });
         context.err(`run ${runId} removed (${removed} objects)`);

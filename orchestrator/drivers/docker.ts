@@ -29,6 +29,9 @@ import {
 import { DockerUnreachableError, DriverError } from "../errors.ts";
 import { demuxDockerStream } from "./docker-stream.ts";
 import { applyNetem, removeNetem, buildNetemCommands } from "../impairments/netem.ts";
+import { IMAGE_ROLES } from "../images/build.ts";
+import { nodeIdentityEnv } from "../plan.ts";
+import { envName } from "./local-addressing.ts";
 
 /** Network kind, so listRun can report it (driver.ts has no label for it). */
 export const LABEL_NETWORK_KIND = "io.qmt.network-kind";
@@ -39,7 +42,13 @@ export type StartStep = "created" | "connected" | "started" | "ready";
 
 export interface DockerDriverOptions {
   docker?: Docker;
-  /** Image when a node spec has none; default `qmt/<role>:latest`. */
+  /**
+   * Extra labels on every object this driver creates, and in every filter it lists or removes by,
+   * so `removeRun(undefined)` removes only this scope's runs (tests use it to leave a user's own
+   * runs on the same engine alone).
+   */
+  scopeLabels?: Record<string, string>;
+  /** Image when a node spec has none; default `defaultNodeImage(role)`. */
   defaultImage?: (spec: NodeSpec) => string;
   /** Which nodes get NET_ADMIN (needed for tc netem). Default: the data-plane roles (DEFAULT_IMPAIRABLE_ROLES). */
   impairable?: (spec: NodeSpec) => boolean;
@@ -83,6 +92,27 @@ function statusOf(state: string | undefined): NodeState["status"] {
   return state === "running" || state === "created" || state === "exited" ? state : "unknown";
 }
 
+/**
+ * The image a node without `image:` runs. prometheus and grafana have no image of ours yet (no
+ * registry is reachable to pull theirs): until the observability images exist, such nodes run
+ * their `command:` on the generic image.
+ */
+export function defaultNodeImage(role: NodeSpec["role"]): string {
+  return `qmt/${(IMAGE_ROLES as readonly string[]).includes(role) ? role : "generic"}:latest`;
+}
+
+/** tc's answer when the kernel has no sch_netem (modprobe failed or the module does not exist). */
+export function isNetemMissing(message: string): boolean {
+  return /qdisc kind is unknown|Unknown qdisc "netem"|Specified qdisc not found/i.test(message);
+}
+
+/** QMT_ADDR_<NETWORK> for each address the topology fixes (the local driver sets the same names). */
+function addressEnv(spec: NodeSpec): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const a of spec.addresses) if (a.ipv4 !== undefined) env[`QMT_ADDR_${envName(a.network)}`] = a.ipv4;
+  return env;
+}
+
 export function dockerNetworkName(runId: string, network: string): string {
   return `${runId}-${network}`;
 }
@@ -95,10 +125,21 @@ export class DockerDriver implements Driver {
   readonly name = DRIVER;
   readonly #docker: Docker;
   readonly #options: DockerDriverOptions;
+  readonly #scope: Record<string, string>;
 
   constructor(options: DockerDriverOptions = {}) {
     this.#docker = options.docker ?? new Docker();
     this.#options = options;
+    this.#scope = options.scopeLabels ?? {};
+  }
+
+  #labels(runId: string, extra: Record<string, string>): Record<string, string> {
+    return { ...this.#scope, ...runLabels(runId, extra) };
+  }
+
+  /** Label filters: the run (or any run) plus this driver's scope. */
+  #filters(runId: string | undefined, ...more: string[]): { label: string[] } {
+    return { label: [runId === undefined ? LABEL_RUN : `${LABEL_RUN}=${runId}`, ...more, ...Object.entries(this.#scope).map(([k, v]) => `${k}=${v}`)] };
   }
 
   async probe(signal?: AbortSignal): Promise<{ ok: true } | { ok: false; reason: string }> {
@@ -147,8 +188,10 @@ export class DockerDriver implements Driver {
           Internal: spec.kind === "mgmt",
           EnableIPv6: spec.subnet6 !== undefined,
           IPAM: { Driver: "default", Config: config },
-          Labels: runLabels(runId, { [LABEL_NETWORK]: spec.name, [LABEL_NETWORK_KIND]: spec.kind }),
-          abortSignal: signal,
+          Labels: this.#labels(runId, { [LABEL_NETWORK]: spec.name, [LABEL_NETWORK_KIND]: spec.kind }),
+          // No abortSignal on calls that create: an aborted request may still be carried out by the
+          // daemon after we stopped listening, leaving an object nobody removes. #call checks the
+          // signal before each call instead, and a failed start removes what it created.
         }),
       signal,
     );
@@ -157,7 +200,7 @@ export class DockerDriver implements Driver {
 
   async startNode(runId: string, spec: NodeSpec, signal?: AbortSignal): Promise<NodeState> {
     const name = containerName(runId, spec.name);
-    const image = spec.image ?? this.#options.defaultImage?.(spec) ?? `qmt/${spec.role}:latest`;
+    const image = spec.image ?? this.#options.defaultImage?.(spec) ?? defaultNodeImage(spec.role);
     const impairable = this.#options.impairable?.(spec) ?? DEFAULT_IMPAIRABLE_ROLES.includes(spec.role);
     const [first, ...rest] = spec.addresses;
     const endpoint = (address: NodeSpec["addresses"][number]): Docker.EndpointSettings => ({
@@ -173,8 +216,9 @@ export class DockerDriver implements Driver {
             name,
             Image: image,
             Cmd: spec.command,
-            Env: Object.entries(spec.env).map(([k, v]) => `${k}=${v}`),
-            Labels: runLabels(runId, { [LABEL_NODE]: spec.name, [LABEL_ROLE]: spec.role, [LABEL_IMPAIRABLE]: String(impairable) }),
+            // Who the node is (as the local driver and the plan give it), and its fixed addresses.
+            Env: Object.entries({ ...spec.env, ...nodeIdentityEnv(runId, spec.name, spec.role), ...addressEnv(spec) }).map(([k, v]) => `${k}=${v}`),
+            Labels: this.#labels(runId, { [LABEL_NODE]: spec.name, [LABEL_ROLE]: spec.role, [LABEL_IMPAIRABLE]: String(impairable) }),
             HostConfig: {
               CapDrop: ["ALL"],
               CapAdd: impairable ? ["NET_ADMIN"] : [],
@@ -183,7 +227,9 @@ export class DockerDriver implements Driver {
               NetworkMode: first ? dockerNetworkName(runId, first.network) : "none",
             },
             NetworkingConfig: first ? { EndpointsConfig: { [dockerNetworkName(runId, first.network)]: endpoint(first) } } : undefined,
-            abortSignal: signal,
+            // No abortSignal on calls that create: an aborted request may still be carried out by the
+            // daemon after we stopped listening, leaving an object nobody removes. #call checks the
+            // signal before each call instead, and a failed start removes what it created.
           }),
         signal,
       );
@@ -198,7 +244,7 @@ export class DockerDriver implements Driver {
         );
       }
       step("connected");
-      await this.#call(`start ${name}`, () => container!.start({ abortSignal: signal }), signal);
+      await this.#call(`start ${name}`, () => container!.start(), signal);
       step("started");
       await this.#waitReady(container, name, signal);
       step("ready");
@@ -258,7 +304,7 @@ export class DockerDriver implements Driver {
     const name = containerName(runId, node);
     const found = await this.#call(
       `find ${name}`,
-      () => this.#docker.listContainers({ all: true, filters: { label: [`${LABEL_RUN}=${runId}`, `${LABEL_NODE}=${node}`] }, abortSignal: signal }),
+      () => this.#docker.listContainers({ all: true, filters: this.#filters(runId, `${LABEL_NODE}=${node}`), abortSignal: signal }),
       signal,
     );
     const first = found[0];
@@ -330,11 +376,24 @@ export class DockerDriver implements Driver {
   async impair(runId: string, target: ImpairmentTarget, spec: ImpairmentSpec, signal?: AbortSignal): Promise<AppliedImpairment> {
     const container = await this.#container(runId, target.node, signal);
     const iface = await this.#interfaceOn(runId, container, target, signal);
-    const commands = await this.#call(
-      `netem on ${target.node}/${iface}`,
-      () => applyNetem((argv) => this.#exec(container, argv, signal), iface, spec, target.direction),
-      signal,
-    );
+    let commands: string[][];
+    try {
+      commands = await this.#call(
+        `netem on ${target.node}/${iface}`,
+        () => applyNetem((argv) => this.#exec(container, argv, signal), iface, spec, target.direction),
+        signal,
+      );
+    } catch (error) {
+      if (error instanceof DriverError && isNetemMissing(error.message)) {
+        throw new DriverError(
+          DRIVER,
+          "NETEM_UNAVAILABLE",
+          `cannot impair ${target.node}/${target.network}: this kernel has no sch_netem (tc: "qdisc kind is unknown"), and the docker driver has no userspace impairer yet; the local driver (--driver local) impairs in user space`,
+          { cause: error },
+        );
+      }
+      throw error;
+    }
     return { target, spec, mechanism: "netem", detail: commands.map((argv) => argv.join(" ")) };
   }
 
@@ -350,7 +409,7 @@ export class DockerDriver implements Driver {
   }
 
   async listRun(runId: string, signal?: AbortSignal): Promise<{ networks: NetworkState[]; nodes: NodeState[] }> {
-    const filters = { label: [`${LABEL_RUN}=${runId}`] };
+    const filters = this.#filters(runId);
     const networks = await this.#call("list networks", () => this.#docker.listNetworks({ filters, abortSignal: signal }), signal);
     const containers = await this.#call("list containers", () => this.#docker.listContainers({ all: true, filters, abortSignal: signal }), signal);
     return {
@@ -375,7 +434,7 @@ export class DockerDriver implements Driver {
   }
 
   async removeRun(runId: string | undefined, signal?: AbortSignal): Promise<{ removed: number }> {
-    const filters = { label: [runId === undefined ? LABEL_RUN : `${LABEL_RUN}=${runId}`] };
+    const filters = this.#filters(runId);
     let removed = 0;
     const gone = (error: unknown): void => {
       // 404: already gone; 409: removal already in progress. Both mean "will not be there".
@@ -388,9 +447,9 @@ export class DockerDriver implements Driver {
       ),
     );
     const networks = await this.#call("list networks", () => this.#docker.listNetworks({ filters, abortSignal: signal }), signal);
-    for (const n of networks) {
-      await this.#call(`remove network ${n.Name}`, () => this.#docker.getNetwork(n.Id).remove({ abortSignal: signal }).then(() => removed++, gone), signal);
-    }
+    await Promise.all(
+      networks.map((n) => this.#call(`remove network ${n.Name}`, () => this.#docker.getNetwork(n.Id).remove({ abortSignal: signal }).then(() => removed++, gone), signal)),
+    );
     const volumes = await this.#call("list volumes", () => this.#docker.listVolumes({ filters, abortSignal: signal }), signal);
     for (const v of volumes.Volumes ?? []) {
       await this.#call(`remove volume ${v.Name}`, () => this.#docker.getVolume(v.Name).remove({ abortSignal: signal }).then(() => removed++, gone), signal);

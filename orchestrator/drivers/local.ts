@@ -14,7 +14,9 @@
  * node's replies. What a relay cannot steer: flows the node starts itself (they leave from the
  * hidden address directly; they are impaired by the relay of the node they go to), and the node
  * sees the relay's per-flow address (published-address:ephemeral) as its peer, not the client's.
- * Relays live in the driver's process: they end with it (the state file lists them for humans).
+ * Relays live in the process that started the nodes (the foreground `up`) and end with it; the
+ * state file lists them with that process's pid. `impair`/`heal` from another process (the CLI)
+ * write the new specs to the state file, and the owner's poller applies them to its relays.
  *
  * State. `<stateRoot>/<runId>/local-state.json` holds networks, nodes (pid, /proc start time,
  * argv, addresses, QMT_* env, log file) and relays, so listRun/removeRun work from another process
@@ -29,6 +31,7 @@ import { execa } from "execa";
 import type { ImpairmentSpec, NetworkSpec, NodeSpec } from "../topology/model.ts";
 import type { AppliedImpairment, Driver, ExecResult, ImpairmentTarget, NetworkState, NodeState } from "./driver.ts";
 import { DriverError } from "../errors.ts";
+import { nodeIdentityEnv } from "../plan.ts";
 import { envName, hiddenAddress, hostOctet, MAX_NETWORKS_PER_RUN, publishedAddress, publishedSubnet, runSecondOctet } from "./local-addressing.ts";
 import { isOurProcess, readProcStat } from "./process-identity.ts";
 import { boundUdpSockets } from "./proc-net-udp.ts";
@@ -62,7 +65,7 @@ interface LocalNodeRecord {
   addresses: Record<string, string>;
   /** network → hidden (bind) address. */
   bindAddresses: Record<string, string>;
-  /** The QMT_* variables the node was started with (exec uses them too). */
+  /** The node's environment from the spec plus the QMT_* variables the driver adds (exec uses it too). */
   env: Record<string, string>;
   logFile: string;
 }
@@ -72,6 +75,8 @@ interface LocalRelayRecord {
   network: string;
   listen: string;
   target: string;
+  /** The process running the relay (the foreground `up`); others change its specs through the state file. */
+  ownerPid: number;
 }
 
 interface LocalRunState {
@@ -138,7 +143,7 @@ export class LocalDriver implements Driver {
       if (state.nodes.some((n) => n.name === spec.name)) throw new DriverError(DRIVER, "DRIVER_FAILED", `run ${runId}: node ${spec.name} already started`);
       const addresses: Record<string, string> = {};
       const bindAddresses: Record<string, string> = {};
-      const env: Record<string, string> = { QMT_RUN: runId, QMT_NODE: spec.name, QMT_ROLE: spec.role };
+      const env: Record<string, string> = { ...nodeIdentityEnv(runId, spec.name, spec.role) };
       for (const attachment of spec.addresses) {
         const network = state.networks.find((n) => n.name === attachment.network);
         if (network === undefined) throw new DriverError(DRIVER, "NETWORK_NOT_FOUND", `node ${spec.name}: network ${attachment.network} was not created in run ${runId}`);
@@ -150,8 +155,8 @@ export class LocalDriver implements Driver {
       }
       const logFile = path.join(runDir, `${spec.name}.log`);
       const fd = openSync(logFile, "a");
-      const [file, ...args] = argv;
-      const subprocess = execa(file!, args, {
+      const [first, ...args] = argv;
+      const subprocess = execa(hostProgram(first!), args, {
         env: { ...spec.env, ...env },
         extendEnv: true,
         // Own process group (removeRun signals the whole group); detached also means execa does not
@@ -181,10 +186,11 @@ export class LocalDriver implements Driver {
       const stat = readProcStat(pid);
       if (stat === undefined) {
         // Exited already: record it anyway so logs and listRun tell the story.
-        state.nodes.push({ name: spec.name, role: spec.role, pid, startTicks: "", argv, addresses, bindAddresses, env, logFile });
+        state.nodes.push({ name: spec.name, role: spec.role, pid, startTicks: "", argv, addresses, bindAddresses, env: { ...spec.env, ...env }, logFile });
         return toNodeState(state.nodes.at(-1)!);
       }
-      const record: LocalNodeRecord = { name: spec.name, role: spec.role, pid, startTicks: stat.startTicks, argv, addresses, bindAddresses, env, logFile };
+      // exec runs with the node's whole environment, as `docker exec` does.
+      const record: LocalNodeRecord = { name: spec.name, role: spec.role, pid, startTicks: stat.startTicks, argv, addresses, bindAddresses, env: { ...spec.env, ...env }, logFile };
       if (signal?.aborted) {
         await stopProcessGroup(pid, stat.startTicks, this.#stopTimeoutMs);
         signal.throwIfAborted();
@@ -198,7 +204,8 @@ export class LocalDriver implements Driver {
   async exec(runId: string, node: string, argv: string[], signal?: AbortSignal): Promise<ExecResult> {
     const record = await this.#node(runId, node);
     if (argv.length === 0) throw new DriverError(DRIVER, "DRIVER_FAILED", "exec: empty argv");
-    const result = await execa(argv[0]!, argv.slice(1), { env: record.env, extendEnv: true, reject: false, ...(signal ? { cancelSignal: signal } : {}) });
+    // Output as the command wrote it (final newline kept), as the docker driver returns it.
+    const result = await execa(hostProgram(argv[0]!), argv.slice(1), { env: record.env, extendEnv: true, reject: false, stripFinalNewline: false, ...(signal ? { cancelSignal: signal } : {}) });
     if (result.isCanceled) signal?.throwIfAborted();
     return { exitCode: result.exitCode ?? -1, stdout: String(result.stdout), stderr: String(result.stderr) };
   }
@@ -279,10 +286,29 @@ export class LocalDriver implements Driver {
       await this.#syncRelays(state);
       const relays = [...(this.#relays.get(runId) ?? new Map<string, UdpImpairer>()).entries()].filter(([k]) => k.startsWith(`${key}/`));
       const healing = Object.keys(spec).length === 0;
-      if (relays.length === 0 && !healing) {
-        throw new DriverError(DRIVER, "NOTHING_TO_IMPAIR", `node ${target.node} has no UDP socket bound on its hidden address ${node.bindAddresses[target.network]} (QMT_BIND_ADDR_${envName(target.network)}); the local driver impairs by relaying those`);
-      }
       for (const [, relay] of relays) relay.update(current);
+      // Relays another live process runs (the foreground `up`) take the new specs from this state
+      // file at their next poll.
+      const foreign = state.relays.filter((r) => r.node === target.node && r.network === target.network && r.ownerPid !== process.pid && pidAlive(r.ownerPid));
+      if (relays.length === 0 && foreign.length > 0) {
+        return {
+          target,
+          spec,
+          mechanism: "userspace",
+          detail: foreign.map((r) => `udp relay ${r.listen} → ${r.target} in process ${r.ownerPid}: applies forward(ingress)=${JSON.stringify(current.forward)} reverse(egress)=${JSON.stringify(current.reverse)} within ${this.#relayPollMs} ms`),
+        };
+      }
+      if (relays.length === 0 && !healing) {
+        // The node has not bound a socket yet (nodes bind shortly after they start, `up` impairs
+        // right after starting them). The spec is in the state: the poller opens the relay with it
+        // as soon as a socket appears on the hidden address, so the impairment is deferred, not lost.
+        return {
+          target,
+          spec,
+          mechanism: "userspace",
+          detail: [`deferred: no UDP socket bound on ${node.bindAddresses[target.network]} (QMT_BIND_ADDR_${envName(target.network)}) yet; a relay on ${node.addresses[target.network]}:<port> applies this impairment when the node binds one`],
+        };
+      }
       return {
         target,
         spec,
@@ -305,8 +331,16 @@ export class LocalDriver implements Driver {
       for (const [network, hidden] of Object.entries(node.bindAddresses)) {
         for (const socket of sockets.filter((s) => s.address === hidden)) {
           const key = `${node.name}/${network}/${socket.port}`;
-          if (relays.has(key)) continue;
           const specs = state.impairments[`${node.name}/${network}`] ?? { forward: {}, reverse: {} };
+          const mine = relays.get(key);
+          if (mine !== undefined) {
+            mine.update(specs); // `impair`/`heal` from another process changed the state file
+            continue;
+          }
+          const listen = `${node.addresses[network]}:${socket.port}`;
+          const recorded = state.relays.find((r) => r.node === node.name && r.network === network && r.listen === listen);
+          if (recorded !== undefined && recorded.ownerPid !== process.pid && pidAlive(recorded.ownerPid)) continue; // its process runs it
+          if (recorded !== undefined) state.relays.splice(state.relays.indexOf(recorded), 1); // its process is gone
           const relay = await UdpImpairer.start({
             listen: { address: node.addresses[network]!, port: socket.port },
             target: { address: hidden, port: socket.port },
@@ -314,7 +348,7 @@ export class LocalDriver implements Driver {
             reverse: specs.reverse,
           });
           relays.set(key, relay);
-          state.relays.push({ node: node.name, network, listen: `${node.addresses[network]}:${socket.port}`, target: `${hidden}:${socket.port}` });
+          state.relays.push({ node: node.name, network, listen, target: `${hidden}:${socket.port}`, ownerPid: process.pid });
         }
       }
     }
@@ -405,6 +439,25 @@ export class LocalDriver implements Driver {
     } finally {
       if (this.#locks.get(runId) === next) this.#locks.delete(runId);
     }
+  }
+}
+
+/**
+ * `node` in a topology's command means the Node running the orchestrator (>= 22.18, for the
+ * TypeScript roles; orchestrator/node24.sh picks it), not whatever `node` is first on PATH (a
+ * fresh machine's may be 20), as `node` in an image is the image's Node 24.
+ */
+function hostProgram(file: string): string {
+  return file === "node" ? process.execPath : file;
+}
+
+function pidAlive(pid: number | undefined): boolean {
+  if (pid === undefined) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM";
   }
 }
 

@@ -182,69 +182,114 @@ async function hashTree(root: string, into: ReturnType<typeof createHash>): Prom
   }
 }
 
-/** Builds (or finds) `qmt/<role>:<hash>` on the given base image. */
-export async function buildRoleImage(role: string, opts: { baseTag: string; signal?: AbortSignal; progress?: Progress }): Promise<BuildResult> {
-  const started = performance.now();
+/** `qmt/<role>:<hash>`: a hash of the role, the base, the production packages and node-images/. */
+async function roleImageTag(role: string, baseTag: string, lockText: string, packages: string[]): Promise<string> {
+  const hash = createHash("sha256").update(JSON.stringify({ role, base: baseTag, packages, lock: lockText }));
+  await hashTree(join(REPO_ROOT, "node-images"), hash);
+  return `qmt/${role}:${hash.digest("hex").slice(0, 16)}`;
+}
+
+/** Copies what a role image holds into a fresh build context: package.json, node-images/, production node_modules. */
+async function stageRoleContext(packages: string[]): Promise<string> {
+  const context = await mkdtemp(join(tmpdir(), "qmt-role-"));
+  await cp(join(REPO_ROOT, "package.json"), join(context, "package.json"));
+  await cp(join(REPO_ROOT, "node-images"), join(context, "node-images"), {
+    recursive: true,
+    // Tests are not part of a role image, so editing one does not rebuild it.
+    filter: (source) => !source.split("/").includes("node_modules") && !source.endsWith(".test.ts"),
+  });
+  await mkdir(join(context, "node_modules"), { recursive: true });
+  for (const path of packages) {
+    const source = join(REPO_ROOT, path);
+    // Optional packages for other platforms are in the lock but not on disk.
+    if (!(await stat(source).catch(() => undefined))) continue;
+    // Nested packages (node_modules/a/node_modules/b) are copied with their parent.
+    if (path.indexOf("/node_modules/") > 0 && packages.includes(path.slice(0, path.lastIndexOf("/node_modules/")))) continue;
+    await cp(source, join(context, path), { recursive: true });
+  }
+  return context;
+}
+
+/**
+ * Builds (or finds) `qmt/<role>:<hash>` for each role on the given base image, each also tagged
+ * `qmt/<role>:latest` (what DockerDriver runs when a node names no image). The first missing role
+ * is built from node-images/Dockerfile; the others are that image with their own QMT_ROLE (the
+ * Dockerfile's last step), so they share every other layer and the context is sent once.
+ */
+export async function buildRoleImages(roles: readonly string[], opts: { baseTag: string; signal?: AbortSignal; progress?: Progress }): Promise<Record<string, BuildResult>> {
   const progress = opts.progress ?? (() => {});
   const lockText = await readFile(join(REPO_ROOT, "package-lock.json"), "utf8");
   const packages = productionPackagePaths(lockText);
-  const hash = createHash("sha256").update(JSON.stringify({ role, base: opts.baseTag, packages, lock: lockText }));
-  await hashTree(join(REPO_ROOT, "node-images"), hash);
-  const tag = `qmt/${role}:${hash.digest("hex").slice(0, 16)}`;
-  // `qmt/<role>:latest` is what DockerDriver runs when a node spec names no image.
-  const latest = `qmt/${role}:latest`;
-  if (await imageExists(tag, opts.signal)) {
-    await runCommandChecked(["docker", "tag", tag, latest], { signal: opts.signal });
-    progress(`role image ${tag} already built`);
-    return { tag, cached: true, durationMs: performance.now() - started };
-  }
-  const context = await mkdtemp(join(tmpdir(), "qmt-role-"));
-  try {
-    progress(`staging context for ${tag}: node-images/ + ${packages.length} production packages`);
-    await cp(join(REPO_ROOT, "package.json"), join(context, "package.json"));
-    await cp(join(REPO_ROOT, "node-images"), join(context, "node-images"), {
-      recursive: true,
-      // Tests are not part of a role image, so editing one does not rebuild it.
-      filter: (source) => !source.split("/").includes("node_modules") && !source.endsWith(".test.ts"),
-    });
-    await mkdir(join(context, "node_modules"), { recursive: true });
-    for (const path of packages) {
-      const source = join(REPO_ROOT, path);
-      // Optional packages for other platforms are in the lock but not on disk.
-      if (!(await stat(source).catch(() => undefined))) continue;
-      // Nested packages (node_modules/a/node_modules/b) are copied with their parent.
-      if (path.indexOf("/node_modules/") > 0 && packages.includes(path.slice(0, path.lastIndexOf("/node_modules/")))) continue;
-      await cp(source, join(context, path), { recursive: true });
+  const results: Record<string, BuildResult> = {};
+  const missing: { role: string; tag: string }[] = [];
+  for (const role of roles) {
+    const started = performance.now();
+    const tag = await roleImageTag(role, opts.baseTag, lockText, packages);
+    if (await imageExists(tag, opts.signal)) {
+      await runCommandChecked(["docker", "tag", tag, `qmt/${role}:latest`], { signal: opts.signal });
+      progress(`role image ${tag} already built`);
+      results[role] = { tag, cached: true, durationMs: performance.now() - started };
+    } else {
+      missing.push({ role, tag });
     }
-    progress(`docker build → ${tag}`);
-    await runCommandChecked(
-      ["docker", "build", "-f", join(REPO_ROOT, "node-images/Dockerfile"), "--build-arg", `BASE_IMAGE=${opts.baseTag}`, "--build-arg", `ROLE=${role}`,
-        "--label", `io.qmt.image=${role}`, "-t", tag, context],
-      { signal: opts.signal },
-    );
+  }
+  if (missing.length === 0) return results;
+  progress(`staging the build context for ${missing.map((m) => m.tag).join(", ")}: node-images/ + ${packages.length} production packages`);
+  const context = await stageRoleContext(packages);
+  let first: string | undefined;
+  try {
+    for (const { role, tag } of missing) {
+      const started = performance.now();
+      progress(`docker build → ${tag}`);
+      if (first === undefined) {
+        await runCommandChecked(
+          ["docker", "build", "-f", join(REPO_ROOT, "node-images/Dockerfile"), "--build-arg", `BASE_IMAGE=${opts.baseTag}`, "--build-arg", `ROLE=${role}`,
+            "--label", `io.qmt.image=${role}`, "-t", tag, context],
+          { signal: opts.signal },
+        );
+        first = tag;
+      } else {
+        // The same content with another role: the first image plus the Dockerfile's last step
+        // (ENV QMT_ROLE), without sending the context again.
+        await runCommandChecked(["docker", "build", "--label", `io.qmt.image=${role}`, "-t", tag, "-"], {
+          signal: opts.signal,
+          stdinFrom: ["printf", "FROM %s\nENV QMT_ROLE=%s\n", first, role],
+        });
+      }
+      await runCommandChecked(["docker", "tag", tag, `qmt/${role}:latest`], { signal: opts.signal });
+      progress(`role image ${tag} (also qmt/${role}:latest) built in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+      results[role] = { tag, cached: false, durationMs: performance.now() - started };
+    }
   } finally {
     await rm(context, { recursive: true, force: true });
   }
-  await runCommandChecked(["docker", "tag", tag, latest], { signal: opts.signal });
-  progress(`role image ${tag} (also ${latest}) built in ${((performance.now() - started) / 1000).toFixed(1)} s`);
-  return { tag, cached: false, durationMs: performance.now() - started };
+  return results;
 }
 
-/** Roles that get an image of their own once node-images/<role>/main.ts exists; `generic` always. */
-export const IMAGE_ROLES = ["lb", "server", "client"] as const;
+/** Builds (or finds) `qmt/<role>:<hash>` on the given base image. */
+export async function buildRoleImage(role: string, opts: { baseTag: string; signal?: AbortSignal; progress?: Progress }): Promise<BuildResult> {
+  return (await buildRoleImages([role], opts))[role]!;
+}
+
+/**
+ * Roles with an image of their own (drivers/docker.ts `defaultNodeImage` runs `qmt/<role>:latest`).
+ * They are built even before node-images/<role>/main.ts exists: topologies give such nodes a
+ * `command:` until then.
+ */
+export const IMAGE_ROLES = ["generic", "lb", "server", "client"] as const;
 
 export interface BuildImagesResult {
   base: BuildResult;
-  /** role → its image; `generic` plus every role of IMAGE_ROLES whose main.ts exists. */
+  /** role → its image. */
   roles: Record<string, BuildResult>;
 }
 
-/** The base image and the role images (what `testbed images` runs). */
-export async function buildImages(opts: { baseImage?: string; signal?: AbortSignal; progress?: Progress } = {}): Promise<BuildImagesResult> {
+/** The base image and the role images (what `testbed images` runs; `up` on docker with the roles it needs). */
+export async function buildImages(
+  opts: { baseImage?: string; roles?: readonly string[]; signal?: AbortSignal; progress?: Progress } = {},
+): Promise<BuildImagesResult> {
   const base = await buildBaseImage({ baseImage: opts.baseImage ?? (process.env.BASE_IMAGE || undefined), signal: opts.signal, progress: opts.progress });
-  const roles: Record<string, BuildResult> = {};
-  const wanted = ["generic", ...IMAGE_ROLES.filter((role) => existsSync(join(REPO_ROOT, "node-images", role, "main.ts")))];
-  for (const role of wanted) roles[role] = await buildRoleImage(role, { baseTag: base.tag, signal: opts.signal, progress: opts.progress });
+  const roles = await buildRoleImages(opts.roles ?? IMAGE_ROLES, { baseTag: base.tag, signal: opts.signal, progress: opts.progress });
   return { base, roles };
 }
 

@@ -22,7 +22,7 @@
  * `loss gemodel`, the same chain in the kernel.
  */
 import type { ImpairmentSpec } from "../topology/model.ts";
-import { Xoshiro128StarStar } from "./prng.ts";
+import { SeededRandom } from "../../node-images/common/seeded-random.ts";
 
 export type DropReason = "loss" | "queueFull";
 
@@ -57,22 +57,22 @@ export function emptyCounters(): ImpairmentCounters {
 /** A Bernoulli stream with stationary rate P and lag-1 correlation ρ (see the header). */
 class CorrelatedEvents {
   #previous = false;
-  readonly #rng: Xoshiro128StarStar;
-  constructor(rng: Xoshiro128StarStar) {
+  readonly #rng: SeededRandom;
+  constructor(rng: SeededRandom) {
     this.#rng = rng;
   }
   next(percent: number, correlationPercent: number | undefined): boolean {
     const p = Math.min(Math.max(percent / 100, 0), 1);
     const rho = Math.min(Math.max((correlationPercent ?? 0) / 100, 0), 1);
     const threshold = this.#previous ? p + rho * (1 - p) : p * (1 - rho);
-    this.#previous = this.#rng.nextFloat() < threshold;
+    this.#previous = this.#rng.next() < threshold;
     return this.#previous;
   }
 }
 
 export class LinkImpairment {
   #spec: ImpairmentSpec;
-  readonly #rng: Xoshiro128StarStar;
+  readonly #rng: SeededRandom;
   readonly #loss: CorrelatedEvents;
   readonly #reorder: CorrelatedEvents;
   readonly #duplicate: CorrelatedEvents;
@@ -87,7 +87,7 @@ export class LinkImpairment {
 
   constructor(spec: ImpairmentSpec, seed = spec.seed ?? 1) {
     this.#spec = { ...spec };
-    this.#rng = new Xoshiro128StarStar(seed);
+    this.#rng = new SeededRandom(seed);
     this.#loss = new CorrelatedEvents(this.#rng);
     this.#reorder = new CorrelatedEvents(this.#rng);
     this.#duplicate = new CorrelatedEvents(this.#rng);
@@ -157,7 +157,7 @@ export class LinkImpairment {
     if (jitterMs <= 0) return 0;
     switch (this.#spec.jitterDistribution ?? "uniform") {
       case "uniform":
-        return jitterMs * (2 * this.#rng.nextFloat() - 1);
+        return jitterMs * (2 * this.#rng.next() - 1);
       case "normal":
         return jitterMs * this.#rng.nextNormal();
       case "pareto":
@@ -170,7 +170,7 @@ export class LinkImpairment {
 
   /** Pareto with shape 3, shifted and scaled to mean 0 and standard deviation 1. */
   #standardPareto(): number {
-    const u = 1 - this.#rng.nextFloat(); // (0, 1]
+    const u = 1 - this.#rng.next(); // (0, 1]
     const x = Math.pow(u, -1 / 3); // mean 1.5, sd √(3/4)
     return (x - 1.5) / Math.sqrt(0.75);
   }

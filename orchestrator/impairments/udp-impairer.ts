@@ -17,7 +17,7 @@
 import dgram from "node:dgram";
 import { performance } from "node:perf_hooks";
 import type { ImpairmentSpec } from "../topology/model.ts";
-import { DeadlineQueue } from "./deadline-queue.ts";
+import { MinHeap } from "../../node-images/common/min-heap.ts";
 import { LinkImpairment, type ImpairmentCounters } from "./link-impairment.ts";
 
 export interface UdpEndpoint {
@@ -59,9 +59,17 @@ interface Flow {
 }
 
 interface Pending {
+  /** performance.now() clock, ms. */
+  deadlineMs: number;
+  /** Insertion order: equal deadlines leave in the order they arrived (no reordering unless asked). */
+  sequence: number;
   socket: dgram.Socket;
   to: UdpEndpoint;
   payload: Buffer;
+}
+
+function earlier(a: Pending, b: Pending): boolean {
+  return a.deadlineMs < b.deadlineMs || (a.deadlineMs === b.deadlineMs && a.sequence < b.sequence);
 }
 
 export class UdpImpairer implements AsyncDisposable {
@@ -70,7 +78,9 @@ export class UdpImpairer implements AsyncDisposable {
   readonly #flows = new Map<string, Flow>();
   #forward: LinkImpairment;
   #reverse: LinkImpairment;
-  readonly #queue = new DeadlineQueue<Pending>();
+  /** One heap, one timer to the earliest deadline (not one timer per packet). */
+  readonly #queue = new MinHeap<Pending>(earlier);
+  #sequence = 0;
   #timer: NodeJS.Timeout | undefined;
   #immediate: NodeJS.Immediate | undefined;
   readonly #sweeper: NodeJS.Timeout;
@@ -159,7 +169,7 @@ export class UdpImpairer implements AsyncDisposable {
 
   #enqueue(deliveries: { atMs: number; payload: Buffer }[], socket: dgram.Socket, to: UdpEndpoint): void {
     if (deliveries.length === 0) return;
-    for (const d of deliveries) this.#queue.push(d.atMs, { socket, to, payload: d.payload });
+    for (const d of deliveries) this.#queue.push({ deadlineMs: d.atMs, sequence: this.#sequence++, socket, to, payload: d.payload });
     this.#arm();
   }
 
@@ -170,7 +180,7 @@ export class UdpImpairer implements AsyncDisposable {
       this.#timer = undefined;
     }
     if (this.#immediate !== undefined) return; // already polling the last stretch
-    const next = this.#queue.peekDeadlineMs();
+    const next = this.#queue.peek()?.deadlineMs;
     if (next === undefined) return;
     const remainingMs = next - performance.now();
     if (remainingMs > SPIN_WINDOW_MS) {
@@ -189,9 +199,10 @@ export class UdpImpairer implements AsyncDisposable {
   #flush(): void {
     const nowMs = performance.now();
     for (;;) {
-      const next = this.#queue.peekDeadlineMs();
+      const next = this.#queue.peek()?.deadlineMs;
       if (next === undefined || next > nowMs) break;
-      const { deadlineMs, item } = this.#queue.pop()!;
+      const item = this.#queue.pop()!;
+      const deadlineMs = item.deadlineMs;
       const latenessMs = nowMs - deadlineMs;
       this.#lateness[this.#latenessCount % LATENESS_SAMPLES] = latenessMs;
       this.#latenessCount++;
@@ -219,7 +230,7 @@ export class UdpImpairer implements AsyncDisposable {
     clearInterval(this.#sweeper);
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     if (this.#immediate !== undefined) clearImmediate(this.#immediate);
-    this.#queue.clear();
+    this.#queue.retain(() => false);
     const sockets = [this.#listenSocket, ...[...this.#flows.values()].map((f) => f.upstream)];
     this.#flows.clear();
     await Promise.all(sockets.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));

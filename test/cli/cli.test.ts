@@ -1,5 +1,5 @@
 /** The real CLI, spawned with this Node: help for every command, usage errors, dry-run plans. */
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -65,6 +65,31 @@ describe("testbed CLI", () => {
     expect(plan.runId).toBe("dryrun");
     expect(plan.topology.name).toBe("lb-bypass");
     expect(plan.nodes.map((n) => n.name)).toContain("backend2");
+  });
+
+  it("up --dry-run prints networks, nodes with images, and the impairment commands; the same file gives the same plan; nothing is created", async () => {
+    const cwd = mkdtempSync(path.join(tmpdir(), "qmt-cli-dry-"));
+    try {
+      const dry = (...args: string[]) => execa(process.execPath, [path.join(repoRoot, "orchestrator/cli.ts"), "up", path.join(repoRoot, "topologies/lb-bypass.yaml"), "--dry-run", ...args], { cwd, reject: false });
+      const first = await dry("--driver", "docker");
+      const second = await dry("--driver", "docker");
+      expect(first.exitCode, first.stderr).toBe(0);
+      expect(first.stdout).toBe(second.stdout);
+      const lines = first.stdout.split("\n");
+      expect(lines).toContain("  public       public   203.0.113.0/24");
+      expect(lines).toContain("  mgmt         mgmt     172.20.0.0/24");
+      expect(lines).toContain("  lb           lb         public=203.0.113.10 private=10.20.0.10 mgmt=172.20.0.10 image=qmt/lb:latest");
+      expect(lines).toContain("  prometheus   prometheus mgmt=172.20.0.2 image=qmt/generic:latest");
+      expect(lines).toContain("  client1/public both: delay 20ms, jitter 2ms normal, loss 0.5%, rate 100mbit");
+      expect(lines).toContain("    docker exec dryrun-client1 tc qdisc add dev <if:public> root handle 5171: netem limit 1000 delay 20ms 2ms distribution normal loss random 0.5% rate 100000000bit");
+      expect(lines.some((l) => l.includes("tc qdisc add dev ifb-<if:public> root handle 5171: netem"))).toBe(true);
+      const local = await dry("--driver", "local");
+      expect(local.stdout).toContain("    userspace UDP relay on client1's published public address, for every UDP port it binds (seed 1)");
+      // Nothing created: no run state, no current run.
+      expect(existsSync(path.join(cwd, ".cache"))).toBe(false);
+    } finally {
+      rmSync(cwd, { recursive: true, force: true });
+    }
   });
 
   it("up --dry-run on a broken file exits 2 with the validation line", async () => {

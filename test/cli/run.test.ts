@@ -136,13 +136,14 @@ describe("with the real local driver", () => {
     }
   }, 30_000);
 
-  it("a failed up (impairing a node that binds no UDP socket) leaves nothing running", async () => {
+  it("a failed up (the second node's command does not exist) stops the first node and forgets the run", async () => {
     const stateDir = tempDir();
     const driver = new LocalDriver({ stateRoot: stateDir, stopTimeoutMs: 2_000, relayPollMs: 50 });
     const runId = newRunId(topology.name);
+    const broken = { ...topology, nodes: topology.nodes.map((n) => (n.name === "b" ? { ...n, command: ["/no/such/binary"] } : n)) };
     try {
-      await expect(up(topology, driver, { runId, stateDir })).rejects.toThrow(/no UDP socket bound/);
-      expect((await driver.listRun(runId)).nodes.filter((n) => n.status === "running")).toEqual([]);
+      await expect(up(broken, driver, { runId, stateDir })).rejects.toThrow(/cannot start \/no\/such\/binary/);
+      expect(await driver.listRun(runId)).toEqual({ networks: [], nodes: [] });
       expect(await readCurrentRun(stateDir)).toBeUndefined();
     } finally {
       await driver.removeRun(runId);

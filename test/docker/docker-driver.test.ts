@@ -10,6 +10,7 @@ import { LABEL_RUN } from "../../orchestrator/drivers/driver.ts";
 import type { NetworkSpec, NodeSpec } from "../../orchestrator/topology/model.ts";
 import { buildBaseImage } from "../../orchestrator/images/build.ts";
 import { runCommand } from "../../orchestrator/images/command.ts";
+import { lockDockerEngine } from "./engine-lock.ts";
 
 const engine = new Docker();
 const probe = await new DockerDriver({ docker: engine }).probe();
@@ -64,13 +65,16 @@ let baseImage = "";
 const runIds: string[] = [];
 
 describe.skipIf(!canBuildBase)(`docker driver on a real engine (needs a docker engine${dockerReachable ? "" : `: ${probe.ok ? "" : probe.reason}`} and debootstrap or BASE_IMAGE)`, () => {
+  let lock: { release: () => Promise<void> } | undefined;
   beforeAll(async () => {
+    lock = await lockDockerEngine(600_000);
     baseImage = (await buildBaseImage({ baseImage: process.env.BASE_IMAGE || undefined })).tag;
-  }, 300_000);
+  }, 900_000);
 
   afterAll(async () => {
     const driver = new DockerDriver({ docker: engine });
     for (const runId of runIds) await driver.removeRun(runId);
+    await lock?.release();
   });
 
   describe("a four-network, four-node run", () => {
@@ -154,13 +158,11 @@ describe.skipIf(!canBuildBase)(`docker driver on a real engine (needs a docker e
       await driver.heal(runId, target);
     });
 
-    it.skipIf(netemAvailable)("(kernel without sch_netem) impair finds the interface, then rejects with DRIVER_FAILED carrying tc's error", async () => {
+    it.skipIf(netemAvailable)("(kernel without sch_netem) impair finds the interface, then rejects with NETEM_UNAVAILABLE, tc's error as the cause", async () => {
       const target = { node: "lb", network: "public", direction: "egress" } as const;
-      await expect(driver.impair(runId, target, { delayMs: 20 })).rejects.toMatchObject({
-        name: "DriverError",
-        code: "DRIVER_FAILED",
-        message: expect.stringMatching(/netem on lb\/eth\d+: .*qdisc kind is unknown/),
-      });
+      const failure = await driver.impair(runId, target, { delayMs: 20 }).then(() => undefined, (error: unknown) => error);
+      expect(failure).toMatchObject({ name: "DriverError", code: "NETEM_UNAVAILABLE", message: expect.stringContaining("this kernel has no sch_netem") });
+      expect(String((failure as { cause?: Error }).cause?.message)).toMatch(/netem on lb\/eth\d+: .*qdisc kind is unknown/);
       const qdiscs = await driver.exec(runId, "lb", ["tc", "qdisc", "show"]);
       expect(qdiscs.stdout).not.toContain("netem");
     });

@@ -7,7 +7,7 @@
  * `command` must be a long-running node that prints at least one line to stdout, binds a UDP echo
  * on port 4433 of its address on every network (test/drivers/fixtures/udp-echo-node.ts does), and
  * exits on SIGTERM. `image` is passed as NodeSpec.image (the Docker driver). `skip` (a reason)
- * skips the whole suite, with the reason in its name.
+ * skips the whole suite, with the reason in its name; `skipImpairment` only the impairment test.
  */
 import { randomBytes } from "node:crypto";
 import { afterAll, describe, expect, it } from "vitest";
@@ -16,11 +16,21 @@ import type { NetworkSpec, NodeSpec } from "../../orchestrator/topology/model.ts
 
 export interface DriverComplianceOptions {
   skip?: string;
+  /** Why this driver cannot impair here (skips only the impairment test, with the reason in its name). */
+  skipImpairment?: string;
   image?: string;
   command: string[];
 }
 
-const NETWORK: NetworkSpec = { name: "public", kind: "public", subnet: "192.0.2.0/24" };
+/**
+ * Each run of the suite gets its own quarter of 192.0.2.0/24 (a Docker engine refuses two
+ * networks with overlapping subnets, and one test holds two runs at once).
+ */
+let quarter = 0;
+function nextNetwork(): { network: NetworkSpec; host: (n: number) => string } {
+  const base = 64 * (quarter++ % 4);
+  return { network: { name: "public", kind: "public", subnet: `192.0.2.${base}/26` }, host: (n) => `192.0.2.${base + n}` };
+}
 
 async function waitFor<T>(probe: () => Promise<T | undefined>, timeoutMs: number, what: string): Promise<T> {
   const deadline = performance.now() + timeoutMs;
@@ -53,7 +63,7 @@ export function describeDriverCompliance(name: string, makeDriver: () => Promise
       ...(opts.image !== undefined ? { image: opts.image } : {}),
       command: opts.command,
       env: {},
-      addresses: [{ network: NETWORK.name, ...(ipv4 !== undefined ? { ipv4 } : {}) }],
+      addresses: [{ network: "public", ...(ipv4 !== undefined ? { ipv4 } : {}) }],
       replicas: 1,
     });
 
@@ -72,10 +82,11 @@ export function describeDriverCompliance(name: string, makeDriver: () => Promise
     it("creates a network, starts two nodes on it, lists them, runs exec with the node's environment, and returns logs", async () => {
       const d = await driver();
       const runId = newRunId();
-      const network = await d.createNetwork(runId, NETWORK);
+      const { network: spec, host } = nextNetwork();
+      const network = await d.createNetwork(runId, spec);
       expect(network.name).toBe("public");
       expect(network.kind).toBe("public");
-      const a = await d.startNode(runId, nodeSpec("a", "192.0.2.10"));
+      const a = await d.startNode(runId, nodeSpec("a", host(10)));
       const b = await d.startNode(runId, nodeSpec("b"));
       expect(a.addresses["public"]).toMatch(/^\d+\.\d+\.\d+\.\d+$/);
       expect(b.addresses["public"]).toMatch(/^\d+\.\d+\.\d+\.\d+$/);
@@ -86,8 +97,8 @@ export function describeDriverCompliance(name: string, makeDriver: () => Promise
       expect(listed.nodes.map((n) => n.name).sort()).toEqual(["a", "b"]);
       expect(listed.nodes.every((n) => n.status === "running")).toBe(true);
 
-      const result = await d.exec(runId, "a", ["sh", "-c", 'echo "$QMT_NODE $QMT_RUN"; echo oops >&2; exit 3']);
-      expect(result).toEqual({ exitCode: 3, stdout: `a ${runId}`, stderr: "oops" });
+      const result = await d.exec(runId, "a", ["sh", "-c", 'echo "$QMT_NODE $QMT_RUN_ID"; echo oops >&2; exit 3']);
+      expect(result).toEqual({ exitCode: 3, stdout: `a ${runId}\n`, stderr: "oops\n" });
 
       const logs = await waitFor(async () => {
         const text = await d.logs(runId, "b");
@@ -98,11 +109,12 @@ export function describeDriverCompliance(name: string, makeDriver: () => Promise
       await d.removeRun(runId);
     });
 
-    it("impairs and heals a node's attachment and reports what it applied", async () => {
+    it.skipIf(opts.skipImpairment !== undefined)(`impairs and heals a node's attachment and reports what it applied${opts.skipImpairment !== undefined ? ` (skipped: ${opts.skipImpairment})` : ""}`, async () => {
       const d = await driver();
       const runId = newRunId();
-      await d.createNetwork(runId, NETWORK);
-      await d.startNode(runId, nodeSpec("a", "192.0.2.10"));
+      const { network, host } = nextNetwork();
+      await d.createNetwork(runId, network);
+      await d.startNode(runId, nodeSpec("a", host(10)));
       const target = { node: "a", network: "public", direction: "both" as const };
       const spec = { delayMs: 20, lossPercent: 1 };
       // The node binds its socket shortly after it starts: retry until the driver finds something to impair.
@@ -125,7 +137,7 @@ export function describeDriverCompliance(name: string, makeDriver: () => Promise
     it("removeRun leaves nothing, and a second removeRun removes nothing", async () => {
       const d = await driver();
       const runId = newRunId();
-      await d.createNetwork(runId, NETWORK);
+      await d.createNetwork(runId, nextNetwork().network);
       await d.startNode(runId, nodeSpec("a"));
       await d.startNode(runId, nodeSpec("b"));
       const { removed } = await d.removeRun(runId);
@@ -139,7 +151,7 @@ export function describeDriverCompliance(name: string, makeDriver: () => Promise
       const first = newRunId();
       const second = newRunId();
       for (const id of [first, second]) {
-        await d.createNetwork(id, NETWORK);
+        await d.createNetwork(id, nextNetwork().network);
         await d.startNode(id, nodeSpec("a"));
       }
       const { removed } = await d.removeRun(undefined);
@@ -151,7 +163,7 @@ export function describeDriverCompliance(name: string, makeDriver: () => Promise
     it("an aborted start leaves no node behind", async () => {
       const d = await driver();
       const runId = newRunId();
-      await d.createNetwork(runId, NETWORK);
+      await d.createNetwork(runId, nextNetwork().network);
       const before = new AbortController();
       before.abort();
       await expect(d.startNode(runId, nodeSpec("early"), before.signal)).rejects.toThrow();

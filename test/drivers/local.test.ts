@@ -14,7 +14,11 @@ import type { NodeSpec } from "../../orchestrator/topology/model.ts";
 import { describeDriverCompliance } from "./driver-compliance.ts";
 
 const stateRoot = mkdtempSync(path.join(tmpdir(), "qmt-local-driver-"));
-afterAll(() => rmSync(stateRoot, { recursive: true, force: true }));
+afterAll(async () => {
+  // Whatever a failed test left running under this state root, then the state root itself.
+  await new LocalDriver({ stateRoot, stopTimeoutMs: 2_000 }).removeRun(undefined);
+  rmSync(stateRoot, { recursive: true, force: true });
+});
 const echoNode = [process.execPath, new URL("./fixtures/udp-echo-node.ts", import.meta.url).pathname];
 
 describeDriverCompliance("local", async () => new LocalDriver({ stateRoot, stopTimeoutMs: 2_000, relayPollMs: 50 }), { command: echoNode });
@@ -65,7 +69,7 @@ describe("local driver specifics", () => {
     const a = await driver.startNode(runId, node("a", "192.0.2.10"));
     expect(a.addresses).toEqual({ public: `127.${octet}.0.10` });
     const env = await driver.exec(runId, "a", ["sh", "-c", "echo $QMT_ADDR_PUBLIC $QMT_BIND_ADDR_PUBLIC $QMT_ROLE"]);
-    expect(env.stdout).toBe(`127.${octet}.0.10 127.${octet}.128.10 server`);
+    expect(env.stdout).toBe(`127.${octet}.0.10 127.${octet}.128.10 server\n`);
     await driver.removeRun(runId);
   });
 
@@ -109,5 +113,30 @@ describe("local driver specifics", () => {
     await driver.heal(runId, { node: "a", network: "public", direction: "egress" });
     expect(await rttMs(published, 4433)).toBeLessThan(20);
     await driver.removeRun(runId);
+  });
+
+  it("impair before the node has bound a socket is deferred: the relay opens with it when the node binds", async () => {
+    await using driver = new LocalDriver({ stateRoot, relayPollMs: 50 });
+    const runId = `qmt-deferred-${process.pid}`;
+    try {
+      await driver.createNetwork(runId, { name: "public", kind: "public", subnet: "192.0.2.0/24" });
+      const late = { ...node("a", "192.0.2.10"), env: { QMT_ECHO_BIND_ON_SIGUSR1: "1" } };
+      const a = await driver.startNode(runId, late);
+      await eventually(async () => {
+        if (!(await driver.logs(runId, "a")).includes("waiting for SIGUSR1")) throw new Error("node not waiting yet");
+      }, 10_000);
+      const applied = await driver.impair(runId, { node: "a", network: "public", direction: "egress" }, { delayMs: 40 });
+      expect(applied.mechanism).toBe("userspace");
+      expect(applied.detail[0]).toMatch(/^deferred: no UDP socket bound/);
+      process.kill(Number(a.id), "SIGUSR1");
+      await eventually(() => rttMs(a.addresses["public"]!, 4433, 500), 10_000); // the relay is open
+      // The fastest of five echoes: every one is delayed, and the fastest is the least disturbed by load.
+      const delays: number[] = [];
+      for (let i = 0; i < 5; i++) delays.push(await rttMs(a.addresses["public"]!, 4433));
+      expect(Math.min(...delays)).toBeGreaterThanOrEqual(40);
+      expect(Math.min(...delays)).toBeLessThan(40 + 20);
+    } finally {
+      await driver.removeRun(runId);
+    }
   });
 });

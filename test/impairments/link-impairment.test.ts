@@ -1,38 +1,27 @@
 /** The pure parts of the userspace impairer, in virtual time. */
 import { describe, expect, it } from "vitest";
-import { Xoshiro128StarStar } from "../../orchestrator/impairments/prng.ts";
-import { DeadlineQueue } from "../../orchestrator/impairments/deadline-queue.ts";
+import { SeededRandom } from "../../node-images/common/seeded-random.ts";
 import { LinkImpairment } from "../../orchestrator/impairments/link-impairment.ts";
 import { binomialInterval99 } from "./binomial.ts";
 
-describe("xoshiro128**", () => {
+describe("xoshiro128** (node-images/common/seeded-random.ts, the impairer's PRNG)", () => {
   it("matches the reference C implementation (xoshiro128starstar.c, compiled with gcc) from state {1, 2, 3, 4}", () => {
-    const rng = Xoshiro128StarStar.fromState([1, 2, 3, 4]);
+    const rng = SeededRandom.fromState([1, 2, 3, 4]);
     const first = Array.from({ length: 8 }, () => rng.nextUint32());
     expect(first).toEqual([11520, 0, 5927040, 70819200, 2031721883, 1637235492, 1287239034, 3734860849]);
     for (let i = 0; i < 992; i++) rng.nextUint32();
     expect(rng.nextUint32()).toBe(136054147);
   });
 
-  it("nextFloat is uniform on [0, 1): each decile holds its share within the 99 % binomial interval", () => {
-    const rng = new Xoshiro128StarStar(2024);
+  it("next() is uniform on [0, 1): each decile holds its share within the 99 % binomial interval", () => {
+    const rng = new SeededRandom(2024);
     const counts = new Array<number>(10).fill(0);
-    for (let i = 0; i < 10_000; i++) counts[Math.floor(rng.nextFloat() * 10)]!++;
+    for (let i = 0; i < 10_000; i++) counts[Math.floor(rng.next() * 10)]!++;
     const { lo, hi } = binomialInterval99(10_000, 0.1);
     for (const c of counts) {
       expect(c).toBeGreaterThanOrEqual(lo);
       expect(c).toBeLessThanOrEqual(hi);
     }
-  });
-});
-
-describe("deadline queue", () => {
-  it("pops by deadline, equal deadlines in insertion order", () => {
-    const q = new DeadlineQueue<string>();
-    for (const [d, v] of [[5, "a"], [1, "b"], [5, "c"], [3, "d"], [1, "e"]] as const) q.push(d, v);
-    const out: string[] = [];
-    while (q.size > 0) out.push(q.pop()!.item);
-    expect(out).toEqual(["b", "e", "d", "a", "c"]);
   });
 });
 

@@ -3,34 +3,56 @@
  * measured with the impairer on the forward direction only and the sink in the same process (one
  * clock): arrival time − send time carried in the datagram.
  */
-import { describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { UdpImpairer } from "../../orchestrator/impairments/udp-impairer.ts";
 import { LinkImpairment, IPV4_UDP_HEADER_BYTES } from "../../orchestrator/impairments/link-impairment.ts";
+import { lockTestResource } from "../docker/engine-lock.ts";
 import { binomialInterval99 } from "./binomial.ts";
-import { median, sendPaced, startProbeSink, waitFor, waitQuiet } from "./udp-probe.ts";
+import { median, raiseSchedulingPriority, sendPaced, startProbeSink, waitFor, waitQuiet } from "./udp-probe.ts";
 
 const LOOPBACK = "127.0.0.1";
 
 describe("userspace UDP impairer", () => {
-  it("delays by 50 ms ± 5 ms (normal): median one-way delay within 0.5 ms of 50 ms; 2 % loss inside the 99 % binomial interval", async () => {
-    await using sink = await startProbeSink();
-    await using impairer = await UdpImpairer.start({
-      listen: { address: LOOPBACK, port: 0 },
-      target: { address: LOOPBACK, port: sink.port },
-      // reorderPercent: 0 lets jitter reorder as netem's time-sorted queue does (no order clamp,
-      // which would skew the delay distribution upwards).
-      forward: { delayMs: 50, jitterMs: 5, jitterDistribution: "normal", lossPercent: 2, reorderPercent: 0, seed: 42 },
-    });
-    const count = 2000;
-    await sendPaced({ port: impairer.address.port, count, intervalMs: 2 });
-    await waitQuiet(() => sink.arrivals.length, 250, 10_000);
+  let restorePriority = (): void => {};
+  let lock: { release: () => Promise<void> } | undefined;
+  beforeAll(async () => {
+    lock = await lockTestResource("timing", 600_000); // not while the QEMU guest measures
+    restorePriority = raiseSchedulingPriority();
+  }, 660_000);
+  afterAll(async () => {
+    restorePriority();
+    await lock?.release();
+  });
 
-    const delays = sink.arrivals.map((a) => a.oneWayMs);
-    const medianMs = median(delays);
-    const stats = impairer.stats();
-    console.log(JSON.stringify({ medianMs, received: sink.arrivals.length, lateness: stats.timerLatenessMs }));
+  it("delays by 50 ms ± 5 ms (normal): median one-way delay within 0.5 ms of 50 ms; 2 % loss inside the 99 % binomial interval", async () => {
+    const count = 2000;
+    const measureOnce = async () => {
+      await using sink = await startProbeSink();
+      await using impairer = await UdpImpairer.start({
+        listen: { address: LOOPBACK, port: 0 },
+        target: { address: LOOPBACK, port: sink.port },
+        // reorderPercent: 0 lets jitter reorder as netem's time-sorted queue does (no order clamp,
+        // which would skew the delay distribution upwards).
+        forward: { delayMs: 50, jitterMs: 5, jitterDistribution: "normal", lossPercent: 2, reorderPercent: 0, seed: 42 },
+      });
+      await sendPaced({ port: impairer.address.port, count, intervalMs: 2 });
+      await waitQuiet(() => sink.arrivals.length, 250, 10_000);
+      return { arrivals: [...sink.arrivals], stats: impairer.stats() };
+    };
+    // The same seeded experiment, repeated (at most 3 times) only while the machine provably
+    // stalled this process during it: more than 1 % of the impairer's sends left over 2 ms late
+    // (a starved process on a loaded 2-core machine delays everything, which is not the impairer's
+    // delay). Every attempt is logged; the assertions below are the same for any attempt.
+    let attempt = await measureOnce();
+    for (let retry = 1; retry < 3 && attempt.stats.timerLatenessMs.p99 >= 2; retry++) {
+      console.log(`attempt ${retry} discarded: the process was stalled (send lateness p99 ${attempt.stats.timerLatenessMs.p99.toFixed(1)} ms)`);
+      attempt = await measureOnce();
+    }
+    const { arrivals, stats } = attempt;
+    const medianMs = median(arrivals.map((a) => a.oneWayMs));
+    console.log(JSON.stringify({ medianMs, received: arrivals.length, lateness: stats.timerLatenessMs }));
     expect(Math.abs(medianMs - 50)).toBeLessThan(0.5);
-    const lost = count - new Set(sink.arrivals.map((a) => a.sequence)).size;
+    const lost = count - new Set(arrivals.map((a) => a.sequence)).size;
     const { lo, hi } = binomialInterval99(count, 0.02);
     expect(lost).toBeGreaterThanOrEqual(lo);
     expect(lost).toBeLessThanOrEqual(hi);
@@ -74,23 +96,34 @@ describe("userspace UDP impairer", () => {
   });
 
   it("reorders 10 %: the share of packets overtaking the 20 ms delay is inside the 99 % binomial interval", async () => {
-    await using sink = await startProbeSink();
-    await using impairer = await UdpImpairer.start({
-      listen: { address: LOOPBACK, port: 0 },
-      target: { address: LOOPBACK, port: sink.port },
-      forward: { delayMs: 20, reorderPercent: 10, seed: 7 },
-    });
     const count = 2000;
-    await sendPaced({ port: impairer.address.port, count, intervalMs: 1 });
-    await waitQuiet(() => sink.arrivals.length, 200, 10_000);
-    expect(sink.arrivals.length).toBe(count);
-    const early = sink.arrivals.filter((a) => a.oneWayMs < 10).length;
+    const measureOnce = async () => {
+      await using sink = await startProbeSink();
+      await using impairer = await UdpImpairer.start({
+        listen: { address: LOOPBACK, port: 0 },
+        target: { address: LOOPBACK, port: sink.port },
+        forward: { delayMs: 20, reorderPercent: 10, seed: 7 },
+      });
+      await sendPaced({ port: impairer.address.port, count, intervalMs: 1 });
+      await waitQuiet(() => sink.arrivals.length, 200, 10_000);
+      return { arrivals: [...sink.arrivals], stats: impairer.stats() };
+    };
+    // Repeated (at most 3 times) only while the process was provably stalled, as in the delay test:
+    // a stalled send can push a reordered packet past the 10 ms line.
+    let attempt = await measureOnce();
+    for (let retry = 1; retry < 3 && attempt.stats.timerLatenessMs.p99 >= 2; retry++) {
+      console.log(`attempt ${retry} discarded: the process was stalled (send lateness p99 ${attempt.stats.timerLatenessMs.p99.toFixed(1)} ms)`);
+      attempt = await measureOnce();
+    }
+    const { arrivals, stats } = attempt;
+    expect(arrivals.length).toBe(count);
+    const early = arrivals.filter((a) => a.oneWayMs < 10).length;
     const { lo, hi } = binomialInterval99(count, 0.1);
     expect(early).toBeGreaterThanOrEqual(lo);
     expect(early).toBeLessThanOrEqual(hi);
-    expect(impairer.stats().forward.reordered).toBe(early);
+    expect(stats.forward.reordered).toBe(early);
     // Out of order at the receiver: some sequence number arrives after a larger one.
-    const sequences = sink.arrivals.map((a) => a.sequence);
+    const sequences = arrivals.map((a) => a.sequence);
     expect(sequences.some((s, i) => i > 0 && s < sequences[i - 1]!)).toBe(true);
   });
 
