@@ -29,6 +29,9 @@ const KNOWN_REASONS = new Set([
   "timeout",
 ]);
 
+/** The reasons migration.ts gives up a move with (its fallBack calls). */
+const FALLBACK_REASONS = ["preferred_address_validation_timeout", "local_migration_validation_timeout", "peer_address_validation_timeout"] as const;
+
 export function reasonLabel(reason: string | undefined): string {
   return reason !== undefined && KNOWN_REASONS.has(reason) ? reason : "other";
 }
@@ -92,6 +95,12 @@ export class QuicConnectionMetrics {
     );
     this.validations = metrics.counter("path_validations_total", "path validations by result (succeeded, failed)", ["result"]);
     this.fallbacks = metrics.counter("migration_fallbacks_total", "moves given up, the connection staying on its path (PA-10)", ["reason"]);
+    // Known label values at 0 from the first scrape (Prometheus practice), so a rate over fallbacks
+    // is 0 rather than absent when none happened: the reasons migration.ts falls back with.
+    for (const reason of FALLBACK_REASONS) {
+      this.fallbacks.inc({ reason }, 0);
+      this.migrations.inc({ result: "fell_back", reason }, 0);
+    }
     const bytes = metrics.counter("path_bytes_total", "UDP payload bytes by direction (sent, received) and path kind (original, preferred)", ["direction", "path"]);
     const packets = metrics.counter("path_packets_total", "UDP datagrams by direction and path kind", ["direction", "path"]);
     const child = (c: Counter<"direction" | "path">, d: "sent" | "received", p: PathKind) => c.labels({ direction: d, path: p });
