@@ -112,7 +112,13 @@ export class UdpEndpoint implements AsyncDisposable {
   private scheduleFlush(): void {
     if (this.flushScheduled) return;
     this.flushScheduled = true;
-    queueMicrotask(() => {
+    // After the event loop's poll phase, not after each datagram's callback (a microtask): every datagram the
+    // sockets had ready is received first, so one flush answers them all, as quinn and aioquic do with a batch.
+    // With a flush per datagram, a bulk receiver sent an ACK-only datagram for every second packet (16 MB as in
+    // bench/quic-throughput.bench.ts: 7,300 ACK-only datagrams for 14,600 data datagrams; about 1,000 now), each
+    // sealed, sent, opened and processed. The ACK rules (RFC 9000 §13.2) are the core's and unchanged; the ACK leaves
+    // at the end of the batch (the check phase of the same event-loop turn).
+    setImmediate(() => {
       this.flushScheduled = false;
       this.flush();
     });

@@ -453,3 +453,25 @@ function stripExtension(type: number, messageType: number): (flight: Buffer) => 
     return Buffer.concat([flight.subarray(0, at), rebuilt, flight.subarray(at + 4 + length)]);
   };
 }
+
+describe("a server chain verified once is checked again on every handshake (certificate-verification.ts cache)", () => {
+  it("refuses the same chain bytes later for a time outside its validity, another name or another CA", () => {
+    // The first handshake verifies the chain and caches its path; each later one presents the very same DER bytes.
+    expect(run({}).client.handshakeComplete).toBe(true);
+    // The fixtures are valid for 20 years from when they were made, and not before.
+    const fiftyYearsMs = 50 * 365 * 24 * 3600 * 1000;
+    expect(alertOf(() => run({ verificationTimeUnixMs: NOW_UNIX_MS + fiftyYearsMs }))).toBe(45);
+    expect(alertOf(() => run({ verificationTimeUnixMs: NOW_UNIX_MS - fiftyYearsMs }))).toBe(45);
+    expect(alertOf(() => run({ serverName: "other.test" }))).toBe(42);
+    expect(alertOf(() => run({ ca: [fixture("other-ca.cert.pem")] }))).toBe(48);
+    // And the cached success still holds for the original settings.
+    expect(run({}).client.handshakeComplete).toBe(true);
+  });
+
+  it("refuses a chain whose CertificateVerify is signed by another key, though the chain was verified before", () => {
+    expect(run({}).client.handshakeComplete).toBe(true);
+    // The ECDSA leaf again, but the server signs with the Ed25519 key: the cached leaf key must not make it pass.
+    const o = alertOf(() => run({}, { certificateChain: [CERTIFICATES["ECDSA P-256"].chain], privateKey: fixture("ed25519.key.pem") }));
+    expect([47, 51]).toContain(o);
+  });
+});

@@ -5,7 +5,7 @@
 import { X509Certificate, createPrivateKey, randomBytes, timingSafeEqual, type KeyObject } from "node:crypto";
 import type { EncryptionLevel } from "../crypto/levels.ts";
 import { CIPHER_SUITES, cipherSuiteByCode, type CipherSuite, type CipherSuiteName } from "../crypto/cipher-suites.ts";
-import { parseCertificates, verifyCertificateChain } from "./certificate-verification.ts";
+import { parseCertificates, receivedChain, receivedLeafPublicKey, verifyReceivedChain, type ReceivedChain } from "./certificate-verification.ts";
 import {
   EXTENSION_TYPE, HANDSHAKE_HEADER_LENGTH, HANDSHAKE_TYPE, HELLO_RETRY_REQUEST_RANDOM, TLS13_VERSION,
   encodeCertificate, encodeCertificateVerify, encodeClientHello, encodeEncryptedExtensions, encodeFinished, encodeServerHello,
@@ -175,7 +175,7 @@ export class TlsSession {
   private clientHandshakeSecret: Buffer | undefined;
   private serverHandshakeSecret: Buffer | undefined;
   private clientApplicationSecret: Buffer | undefined;
-  private peerCertificatesList: X509Certificate[] = [];
+  private peerChain: ReceivedChain | undefined;
   private negotiatedAlpn: string | undefined;
   private peerParams: Buffer | undefined;
   private complete = false;
@@ -199,7 +199,7 @@ export class TlsSession {
   get peerTransportParameters(): Buffer | undefined { return this.peerParams; }
   get alpn(): string | undefined { return this.negotiatedAlpn; }
   get cipherSuite(): CipherSuite | undefined { return this.suite; }
-  get peerCertificates(): X509Certificate[] { return this.peerCertificatesList; }
+  get peerCertificates(): X509Certificate[] { return this.peerChain ? [...this.peerChain.chain] : []; }
 
   start(): void {
     if (this.role !== "client" || this.clientState !== "start") return;
@@ -448,18 +448,13 @@ export class TlsSession {
     if (certificate.certificateRequestContext.length !== 0) throw new TlsAlertError("illegal_parameter", "server Certificate with a certificate_request_context");
     // RFC 8446 §4.4.2.4: an empty server Certificate is decode_error.
     if (certificate.entries.length === 0) throw new TlsAlertError("decode_error", "server sent no certificate");
-    const chain = certificate.entries.map((e) => {
-      try {
-        return new X509Certificate(e.certData);
-      } catch (err) {
-        throw new TlsAlertError("bad_certificate", `unparsable certificate: ${(err as Error).message}`);
-      }
-    });
+    // Parsed and path-checked once per distinct chain (certificate-verification.ts); validity and name every time.
+    const received = receivedChain(certificate.entries.map((e) => e.certData));
     if (!this.config.insecureSkipCertificateVerification_DANGEROUS_LAB_ONLY) {
       const options = { trustAnchors: trustAnchors(this.config.ca ?? []), serverName: this.config.serverName, verificationTimeUnixMs: this.config.verificationTimeUnixMs };
-      verifyCertificateChain(chain, options);
+      verifyReceivedChain(received, options);
     }
-    this.peerCertificatesList = chain;
+    this.peerChain = received;
     this.transcript!.update(message);
     this.clientState = "waitCertificateVerify";
   }
@@ -468,7 +463,7 @@ export class TlsSession {
     const cv = parseCertificateVerify(body);
     // RFC 8446 §4.4.3: the algorithm must be one the client offered.
     if (!SUPPORTED_SIGNATURE_SCHEMES.includes(cv.algorithm)) throw new TlsAlertError("illegal_parameter", `CertificateVerify uses unoffered scheme 0x${cv.algorithm.toString(16)}`);
-    const publicKey = this.peerCertificatesList[0]!.publicKey;
+    const publicKey = receivedLeafPublicKey(this.peerChain!);
     if (!schemeFitsKey(cv.algorithm, publicKey)) throw new TlsAlertError("illegal_parameter", `scheme 0x${cv.algorithm.toString(16)} does not fit the certificate's ${publicKey.asymmetricKeyType} key`);
     const content = certificateVerifyContent("server", this.transcript!.current());
     if (!verifyCertificateVerify(cv.algorithm, publicKey, content, cv.signature)) throw new TlsAlertError("decrypt_error", "server CertificateVerify signature does not verify");
