@@ -6,7 +6,7 @@ import { defineConfig } from "vitest/config";
  * quiet machine, because a loaded 2-core machine stalls the process by tens of ms. `npm test` runs
  * `main` and then `timing`; `npx vitest run` alone runs both at once (fine on a quiet machine).
  */
-const TIMING = ["test/impairments/udp-impairer.test.ts", "test/impairments/netem-qemu.test.ts", "test/impairments/netem-measurement.test.ts"];
+const TIMING = ["test/impairments/udp-impairer.test.ts", "test/impairments/docker-userspace-impairer.test.ts", "test/impairments/netem-qemu.test.ts", "test/impairments/netem-measurement.test.ts"];
 
 export default defineConfig({
   test: {

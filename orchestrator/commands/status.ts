@@ -27,7 +27,10 @@ example:
       }
       context.out(`run ${result.runId} (${driver.name})`);
       for (const n of result.networks) context.out(`  network ${n.name.padEnd(12)} ${n.kind.padEnd(8)} ${n.subnet}`);
-      for (const n of result.nodes) context.out(`  node    ${n.name.padEnd(12)} ${n.status.padEnd(8)} ${Object.entries(n.addresses).map(([k, a]) => `${k}=${a}`).join(" ")}`);
+      for (const n of result.nodes) {
+        context.out(`  node    ${n.name.padEnd(12)} ${n.status.padEnd(8)} ${Object.entries(n.addresses).map(([k, a]) => `${k}=${a}`).join(" ")}`);
+        for (const line of n.impairments ?? []) context.out(`          impaired ${line}`);
+      }
       return 0;
     } finally {
       await driver[Symbol.asyncDispose]();

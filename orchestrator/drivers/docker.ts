@@ -9,7 +9,13 @@
  * checks this with a real UDP probe). mgmt is also created `internal` (no route out of the host).
  * Capabilities: ALL dropped; NET_ADMIN added only for nodes `impairable(spec)` says yes to (tc netem;
  * default: the data-plane roles lb, server, client).
- * Impairments: netem inside the container's netns through exec (../impairments/netem.ts).
+ * Impairments: netem inside the container's netns through exec (../impairments/netem.ts). On a
+ * kernel without sch_netem, the userspace impairer: a sidecar container `<runId>-<node>-impairer` on
+ * the base image, sharing the node's network namespace (`NetworkMode: container:<id>`), holding
+ * NET_ADMIN itself (the node needs neither NET_ADMIN nor nftables), steering the interface's UDP
+ * through a seeded relay (../impairments/impairer-agent.ts, netns-steering.ts, netns-relay.ts).
+ * The sidecar carries the run's labels plus LABEL_SIDECAR, so removeRun takes it with the run and
+ * listRun does not list it as a node.
  */
 import Docker from "dockerode";
 import type { ImpairmentSpec, NetworkSpec, NodeSpec } from "../topology/model.ts";
@@ -29,7 +35,10 @@ import {
 import { DockerUnreachableError, DriverError } from "../errors.ts";
 import { demuxDockerStream } from "./docker-stream.ts";
 import { applyNetem, removeNetem, buildNetemCommands } from "../impairments/netem.ts";
-import { IMAGE_ROLES } from "../images/build.ts";
+import { IMAGE_ROLES, baseImageTag } from "../images/build.ts";
+import { readFileSync } from "node:fs";
+import { ustarArchive, type UstarEntry } from "../impairments/ustar.ts";
+import { MECHANISM_NOTE, type AgentRequest, type AgentResponse } from "../impairments/impairer-protocol.ts";
 import { nodeIdentityEnv } from "../plan.ts";
 import { envName } from "./local-addressing.ts";
 
@@ -37,6 +46,43 @@ import { envName } from "./local-addressing.ts";
 export const LABEL_NETWORK_KIND = "io.qmt.network-kind";
 /** Set on containers started with NET_ADMIN. */
 export const LABEL_IMPAIRABLE = "io.qmt.impairable";
+/** Set on sidecars (value: what they are, "impairer"); they are not nodes. */
+export const LABEL_SIDECAR = "io.qmt.sidecar";
+/** The node a sidecar serves. */
+export const LABEL_SIDECAR_FOR = "io.qmt.sidecar-for";
+
+/** Where the impairer's sources go in its sidecar, and the files that make it (relative to the repository). */
+const IMPAIRER_ROOT = "opt/qmt-impairer";
+const IMPAIRER_FILES = [
+  "orchestrator/impairments/impairer-agent.ts",
+  "orchestrator/impairments/impairer-control.ts",
+  "orchestrator/impairments/impairer-protocol.ts",
+  "orchestrator/impairments/netns-relay.ts",
+  "orchestrator/impairments/netns-steering.ts",
+  "orchestrator/impairments/conntrack-table.ts",
+  "orchestrator/impairments/delivery-scheduler.ts",
+  "orchestrator/impairments/link-impairment.ts",
+  "node-images/common/min-heap.ts",
+  "node-images/common/seeded-random.ts",
+] as const;
+const IMPAIRER_READY_TIMEOUT_MS = 20_000;
+
+/** The impairer's sources as a tar for putArchive (read once per process). */
+let impairerArchive: Buffer | undefined;
+function impairerSources(): Buffer {
+  if (impairerArchive !== undefined) return impairerArchive;
+  const repoRoot = new URL("../../", import.meta.url);
+  const dirs = new Set<string>();
+  const entries: UstarEntry[] = [];
+  for (const file of IMPAIRER_FILES) {
+    const parts = `${IMPAIRER_ROOT}/${file}`.split("/");
+    for (let i = 1; i < parts.length; i++) dirs.add(`${parts.slice(0, i).join("/")}/`);
+    entries.push({ name: `${IMPAIRER_ROOT}/${file}`, data: readFileSync(new URL(file, repoRoot)) });
+  }
+  entries.push({ name: `${IMPAIRER_ROOT}/package.json`, data: Buffer.from('{ "type": "module" }\n') });
+  impairerArchive = ustarArchive([...[...dirs].sort().map((name) => ({ name })), ...entries]);
+  return impairerArchive;
+}
 
 export type StartStep = "created" | "connected" | "started" | "ready";
 
@@ -56,6 +102,14 @@ export interface DockerDriverOptions {
   readyTimeoutMs?: number;
   /** Called as startNode goes through its steps (progress lines; tests abort at a step). */
   onStartStep?: (node: string, step: StartStep) => void;
+  /**
+   * How links are impaired. "auto" (default): tc netem, and the userspace impairer once the kernel
+   * turns out to lack sch_netem; "netem": netem only (NETEM_UNAVAILABLE without it); "userspace":
+   * always the userspace impairer.
+   */
+  impairer?: "auto" | "netem" | "userspace";
+  /** Image of the impairer sidecar (Node, ip, nft, conntrack). Default: the base image (`baseImageTag()`). */
+  impairerImage?: string;
 }
 
 const DRIVER = "docker";
@@ -86,6 +140,10 @@ function delay(ms: number, signal: AbortSignal | undefined): Promise<void> {
     };
     signal?.addEventListener("abort", onAbort, { once: true });
   });
+}
+
+function directionsOf(direction: ImpairmentTarget["direction"]): ("ingress" | "egress")[] {
+  return direction === "both" ? ["ingress", "egress"] : [direction];
 }
 
 function statusOf(state: string | undefined): NodeState["status"] {
@@ -126,6 +184,8 @@ export class DockerDriver implements Driver {
   readonly #docker: Docker;
   readonly #options: DockerDriverOptions;
   readonly #scope: Record<string, string>;
+  /** Set when tc said the kernel has no sch_netem: later impairs use the userspace impairer at once. */
+  #netemMissing = false;
 
   constructor(options: DockerDriverOptions = {}) {
     this.#docker = options.docker ?? new Docker();
@@ -375,6 +435,8 @@ export class DockerDriver implements Driver {
 
   async impair(runId: string, target: ImpairmentTarget, spec: ImpairmentSpec, signal?: AbortSignal): Promise<AppliedImpairment> {
     const container = await this.#container(runId, target.node, signal);
+    const mode = this.#options.impairer ?? "auto";
+    if (mode === "userspace" || (mode === "auto" && this.#netemMissing)) return this.#impairUserspace(runId, container, target, spec, signal);
     const iface = await this.#interfaceOn(runId, container, target, signal);
     let commands: string[][];
     try {
@@ -385,10 +447,15 @@ export class DockerDriver implements Driver {
       );
     } catch (error) {
       if (error instanceof DriverError && isNetemMissing(error.message)) {
+        if (mode === "auto") {
+          // Remembered for this driver: every later impair goes straight to the userspace impairer.
+          this.#netemMissing = true;
+          return this.#impairUserspace(runId, container, target, spec, signal);
+        }
         throw new DriverError(
           DRIVER,
           "NETEM_UNAVAILABLE",
-          `cannot impair ${target.node}/${target.network}: this kernel has no sch_netem (tc: "qdisc kind is unknown"), and the docker driver has no userspace impairer yet; the local driver (--driver local) impairs in user space`,
+          `cannot impair ${target.node}/${target.network}: this kernel has no sch_netem (tc: "qdisc kind is unknown"), and this driver was told to use netem only (impairer: "netem")`,
           { cause: error },
         );
       }
@@ -399,8 +466,108 @@ export class DockerDriver implements Driver {
 
   async heal(runId: string, target: ImpairmentTarget, signal?: AbortSignal): Promise<void> {
     const container = await this.#container(runId, target.node, signal);
+    const sidecar = await this.#findImpairer(runId, target.node, signal);
+    if (sidecar !== undefined) {
+      const address = await this.#addressOn(runId, container, target, signal);
+      await this.#agent(sidecar, { op: "heal", nodeAddress: address, directions: directionsOf(target.direction) }, target, signal);
+      return;
+    }
+    if (this.#netemMissing || this.#options.impairer === "userspace") return; // nothing was ever applied
     const iface = await this.#interfaceOn(runId, container, target, signal);
     await this.#call(`remove netem on ${target.node}/${iface}`, () => removeNetem((argv) => this.#exec(container, argv, signal), iface, target.direction), signal);
+  }
+
+  /** The node's IPv4 address on the target network (from the engine; no exec in the node). */
+  async #addressOn(runId: string, container: Docker.Container, target: ImpairmentTarget, signal?: AbortSignal): Promise<string> {
+    const info = await this.#call(`inspect ${target.node}`, () => container.inspect({ abortSignal: signal }), signal);
+    const address = info.NetworkSettings.Networks[dockerNetworkName(runId, target.network)]?.IPAddress;
+    if (!address) throw new DriverError(DRIVER, "NETWORK_NOT_FOUND", `node "${target.node}" is not on network "${target.network}"`);
+    return address;
+  }
+
+  async #impairUserspace(runId: string, container: Docker.Container, target: ImpairmentTarget, spec: ImpairmentSpec, signal?: AbortSignal): Promise<AppliedImpairment> {
+    const address = await this.#addressOn(runId, container, target, signal);
+    const sidecar = (await this.#findImpairer(runId, target.node, signal)) ?? (await this.#startImpairer(runId, target.node, container.id, signal));
+    const directions = directionsOf(target.direction);
+    const response = await this.#agent(
+      sidecar,
+      { op: "impair", nodeAddress: address, ...Object.fromEntries(directions.map((d) => [d, spec])) },
+      target,
+      signal,
+    );
+    return { target, spec, mechanism: "userspace", detail: response.detail };
+  }
+
+  /** The running impairer sidecar of a node, if any. */
+  async #findImpairer(runId: string, node: string, signal?: AbortSignal): Promise<Docker.Container | undefined> {
+    const found = await this.#call(
+      `find the impairer of ${node}`,
+      () => this.#docker.listContainers({ all: true, filters: this.#filters(runId, `${LABEL_SIDECAR}=impairer`, `${LABEL_SIDECAR_FOR}=${node}`), abortSignal: signal }),
+      signal,
+    );
+    const running = found.find((c) => c.State === "running");
+    for (const stale of found.filter((c) => c !== running)) {
+      // An impairer that exited (crashed): replaced by a fresh one, which removes its leftovers first.
+      await this.#docker.getContainer(stale.Id).remove({ force: true, v: true }).catch((error: unknown) => {
+        if (!isStatus(error, 404, 409)) throw new DriverError(DRIVER, "DRIVER_FAILED", `remove stale impairer ${stale.Id}`, { cause: error });
+      });
+    }
+    return running === undefined ? undefined : this.#docker.getContainer(running.Id);
+  }
+
+  async #startImpairer(runId: string, node: string, nodeId: string, signal?: AbortSignal): Promise<Docker.Container> {
+    const name = `${containerName(runId, node)}-impairer`;
+    const image = this.#options.impairerImage ?? baseImageTag({ baseImage: process.env.BASE_IMAGE || undefined });
+    let sidecar: Docker.Container | undefined;
+    try {
+      sidecar = await this.#call(
+        `create impairer sidecar ${name} (image ${image}; \`testbed images\` builds it)`,
+        () =>
+          this.#docker.createContainer({
+            name,
+            Image: image,
+            Cmd: ["node", `/${IMPAIRER_ROOT}/orchestrator/impairments/impairer-agent.ts`],
+            Labels: this.#labels(runId, { [LABEL_SIDECAR]: "impairer", [LABEL_SIDECAR_FOR]: node }),
+            HostConfig: {
+              CapDrop: ["ALL"],
+              // NET_ADMIN: nft, ip route and conntrack in the node's namespace (the node itself keeps its
+              // own capabilities); SYS_NICE: the relay raises its priority so its sends leave on time.
+              CapAdd: ["NET_ADMIN", "SYS_NICE"],
+              RestartPolicy: { Name: "no" },
+              NetworkMode: `container:${nodeId}`,
+            },
+          }),
+        signal,
+      );
+      await this.#call(`copy the impairer into ${name}`, () => sidecar!.putArchive(impairerSources(), { path: "/" }), signal);
+      await this.#call(`start ${name}`, () => sidecar!.start(), signal);
+      const deadline = performance.now() + IMPAIRER_READY_TIMEOUT_MS;
+      for (;;) {
+        const result = await this.#exec(sidecar, ["node", `/${IMPAIRER_ROOT}/orchestrator/impairments/impairer-control.ts`, JSON.stringify({ op: "status" })], signal);
+        if (result.exitCode === 0) return sidecar;
+        const state = await this.#call(`inspect ${name}`, () => sidecar!.inspect({ abortSignal: signal }), signal);
+        if (!state.State.Running || performance.now() > deadline) {
+          const logs = await this.#tail(sidecar, 20).catch(() => "");
+          throw new DriverError(DRIVER, "DRIVER_FAILED", `impairer sidecar ${name} not ready (${state.State.Running ? `no answer within ${IMPAIRER_READY_TIMEOUT_MS} ms` : `exited with ${state.State.ExitCode}`}): ${result.stderr.trim()}; last logs:\n${logs}`);
+        }
+        await delay(POLL_MS, signal);
+      }
+    } catch (error) {
+      await this.#docker.getContainer(name).remove({ force: true, v: true }).catch((removeError: unknown) => {
+        if (!isStatus(removeError, 404, 409)) throw new DriverError(DRIVER, "DRIVER_FAILED", `remove ${name} after failed start`, { cause: [error, removeError] });
+      });
+      throw error;
+    }
+  }
+
+  /** One request to a node's impairer; a refusal becomes a DriverError with the agent's code. */
+  async #agent(sidecar: Docker.Container, request: AgentRequest, target: ImpairmentTarget | undefined, signal?: AbortSignal): Promise<Extract<AgentResponse, { ok: true }>> {
+    const result = await this.#exec(sidecar, ["node", `/${IMPAIRER_ROOT}/orchestrator/impairments/impairer-control.ts`, JSON.stringify(request)], signal);
+    const where = target ? `${target.node}/${target.network}` : "impairer";
+    if (result.exitCode !== 0) throw new DriverError(DRIVER, "DRIVER_FAILED", `${where}: impairer control: ${result.stderr.trim()}`);
+    const response = JSON.parse(result.stdout) as AgentResponse;
+    if (!response.ok) throw new DriverError(DRIVER, "DRIVER_FAILED", `${where}: ${MECHANISM_NOTE}: ${response.code}: ${response.message}`);
+    return response;
   }
 
   /** What impair would run, without running it (for --dry-run). */
@@ -412,6 +579,7 @@ export class DockerDriver implements Driver {
     const filters = this.#filters(runId);
     const networks = await this.#call("list networks", () => this.#docker.listNetworks({ filters, abortSignal: signal }), signal);
     const containers = await this.#call("list containers", () => this.#docker.listContainers({ all: true, filters, abortSignal: signal }), signal);
+    const impairments = await this.#impairmentLines(runId, containers, signal);
     return {
       networks: networks
         .map((n) => ({
@@ -422,15 +590,34 @@ export class DockerDriver implements Driver {
         }))
         .sort((a, b) => a.name.localeCompare(b.name)),
       nodes: containers
+        .filter((c) => c.Labels[LABEL_SIDECAR] === undefined)
         .map((c) => ({
           name: c.Labels[LABEL_NODE] ?? c.Names[0]?.replace(/^\//, "") ?? c.Id,
           role: (c.Labels[LABEL_ROLE] ?? "generic") as NodeState["role"],
           id: c.Id,
           status: statusOf(c.State),
           addresses: this.#addresses(runId, c.NetworkSettings?.Networks),
+          ...(impairments.has(c.Labels[LABEL_NODE] ?? "") ? { impairments: impairments.get(c.Labels[LABEL_NODE] ?? "")! } : {}),
         }))
         .sort((a, b) => a.name.localeCompare(b.name)),
     };
+  }
+
+  /** node → one line per impaired link, asked of each running impairer sidecar. */
+  async #impairmentLines(runId: string, containers: Docker.ContainerInfo[], signal?: AbortSignal): Promise<Map<string, string[]>> {
+    const lines = new Map<string, string[]>();
+    for (const c of containers) {
+      const node = c.Labels[LABEL_SIDECAR_FOR];
+      if (c.Labels[LABEL_SIDECAR] !== "impairer" || node === undefined || c.State !== "running") continue;
+      const response = await this.#agent(this.#docker.getContainer(c.Id), { op: "status" }, undefined, signal);
+      const networkOf = (address: string): string =>
+        Object.entries(this.#addresses(runId, containers.find((n) => n.Labels[LABEL_NODE] === node)?.NetworkSettings?.Networks)).find(([, a]) => a === address)?.[0] ?? address;
+      lines.set(
+        node,
+        response.links.map((l) => `${networkOf(l.nodeAddress)} (${l.iface}): ${MECHANISM_NOTE}, ingress ${JSON.stringify(l.ingress)}, egress ${JSON.stringify(l.egress)}, ${l.stats.flows} flow(s)`),
+      );
+    }
+    return lines;
   }
 
   async removeRun(runId: string | undefined, signal?: AbortSignal): Promise<{ removed: number }> {

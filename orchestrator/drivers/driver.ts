@@ -36,6 +36,8 @@ export interface NodeState {
   status: "created" | "running" | "exited" | "unknown";
   /** network name → IPv4 address actually assigned. */
   addresses: Record<string, string>;
+  /** One line per impaired link, naming the mechanism, when the driver can tell (docker's userspace impairer). */
+  impairments?: string[];
 }
 
 export interface ExecResult {

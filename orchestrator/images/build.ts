@@ -27,8 +27,12 @@ import { ImageBuildError } from "./image-build-error.ts";
 /** Bump when the build steps below change what ends up in the image. */
 export const BASE_SCRIPT_VERSION = 1;
 export const DEBIAN_SUITE = "bookworm";
-/** Debian packages added to minbase: iproute2 for `ip` and `tc` (netem impairments run through exec). */
-export const BASE_PACKAGES: readonly string[] = ["iproute2"];
+/**
+ * Debian packages added to minbase: iproute2 for `ip` and `tc` (netem impairments run through
+ * exec); nftables and conntrack for the userspace impairer's steering on kernels without sch_netem
+ * (the impairer sidecar runs on this image: ../impairments/netns-steering.ts).
+ */
+export const BASE_PACKAGES: readonly string[] = ["iproute2", "nftables", "conntrack"];
 export const NODE_VERSION = "24.21.0";
 export const DEFAULT_DEBIAN_MIRROR = "http://deb.debian.org/debian";
 

@@ -26,6 +26,10 @@ const topologyFile = path.join(repoRoot, "topologies/lb-bypass.yaml");
 const engine = new Docker();
 const probe = await new DockerDriver({ docker: engine }).probe();
 const debootstrapPresent = (await runCommand(["debootstrap", "--version"]).catch(() => ({ exitCode: -1 }))).exitCode === 0;
+// sch_netem in this kernel: without it, lb-bypass's impaired link (client1/public) gets the docker
+// driver's userspace impairer, one sidecar container more.
+const netemAvailable = (await runCommand(["unshare", "-n", "tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"]).catch(() => ({ exitCode: -1 }))).exitCode === 0;
+const sidecars = netemAvailable ? 0 : 1;
 const skipReason = !probe.ok
   ? `no docker engine: ${probe.reason}`
   : !debootstrapPresent && process.env.BASE_IMAGE === undefined
@@ -83,11 +87,17 @@ describe.skipIf(skipReason !== undefined)(`testbed CLI on docker, lb-bypass${ski
       expect(listed.status).toBe("running");
       expect(listed.addresses).toEqual(Object.fromEntries(node.addresses.map((a) => [a.network, a.ipv4])));
     }
-    expect(await labelled(runId!)).toEqual({ containers: 6, networks: 4, volumes: 0 });
+    expect(await labelled(runId!)).toEqual({ containers: 6 + sidecars, networks: 4, volumes: 0 });
+    expect(started.stdout).toContain(`impaired client1/public both`);
+    if (!netemAvailable) {
+      expect(started.stdout).toContain("(userspace)");
+      const human = await cli("status");
+      expect(human.stdout).toMatch(/impaired public \(eth\d+\): userspace impairer \(kernel lacks sch_netem\)/);
+    }
 
     const removed = await cli("down");
     expect(removed.exitCode, removed.stderr).toBe(0);
-    expect(removed.stdout).toBe(`run ${runId} removed (10 objects)`);
+    expect(removed.stdout).toBe(`run ${runId} removed (${10 + sidecars} objects)`);
     expect(await labelled(runId!)).toEqual(NOTHING);
   }, 300_000);
 
@@ -149,7 +159,7 @@ describe.skipIf(skipReason !== undefined)(`testbed CLI on docker, lb-bypass${ski
       runIds.push(runId);
       const result = await up(topology, driver, { runId, stateDir: cwd });
       expect(result.nodes).toHaveLength(6);
-      expect((await down(driver, runId, { stateDir: cwd })).removed).toBe(10);
+      expect((await down(driver, runId, { stateDir: cwd })).removed).toBe(10 + sidecars);
       expect(await labelled(runId)).toEqual(NOTHING);
       cycleMs.push(performance.now() - t0);
     }

@@ -158,17 +158,33 @@ describe.skipIf(!canBuildBase)(`docker driver on a real engine (needs a docker e
       await driver.heal(runId, target);
     });
 
-    it.skipIf(netemAvailable)("(kernel without sch_netem) impair finds the interface, then rejects with NETEM_UNAVAILABLE, tc's error as the cause", async () => {
+    it.skipIf(netemAvailable)("(kernel without sch_netem) told to use netem only, impair finds the interface, then rejects with NETEM_UNAVAILABLE, tc's error as the cause", async () => {
+      const netemOnly = new DockerDriver({ docker: engine, impairer: "netem" });
       const target = { node: "lb", network: "public", direction: "egress" } as const;
-      const failure = await driver.impair(runId, target, { delayMs: 20 }).then(() => undefined, (error: unknown) => error);
+      const failure = await netemOnly.impair(runId, target, { delayMs: 20 }).then(() => undefined, (error: unknown) => error);
       expect(failure).toMatchObject({ name: "DriverError", code: "NETEM_UNAVAILABLE", message: expect.stringContaining("this kernel has no sch_netem") });
       expect(String((failure as { cause?: Error }).cause?.message)).toMatch(/netem on lb\/eth\d+: .*qdisc kind is unknown/);
       const qdiscs = await driver.exec(runId, "lb", ["tc", "qdisc", "show"]);
       expect(qdiscs.stdout).not.toContain("netem");
     });
 
-    it("impair on a node started without NET_ADMIN is a NOTHING_TO_IMPAIR DriverError", async () => {
-      await expect(driver.impair(runId, { node: "client", network: "public", direction: "egress" }, { delayMs: 10 })).rejects.toMatchObject({
+    it.skipIf(netemAvailable)("(kernel without sch_netem) impair falls back to the userspace impairer and says so; heal removes its steering", async () => {
+      const auto = new DockerDriver({ docker: engine });
+      const target = { node: "lb", network: "public", direction: "egress" } as const;
+      const applied = await auto.impair(runId, target, { delayMs: 150 });
+      expect(applied.mechanism).toBe("userspace");
+      expect(applied.detail[0]).toMatch(/^userspace impairer \(kernel lacks sch_netem\)/);
+      const rttMs = (out: string): number => Number(/^echo (\S+)/.exec(out)?.[1] ?? NaN);
+      const impaired = await udpProbe("client", ip("public", 2));
+      expect(rttMs(impaired.stdout)).toBeGreaterThanOrEqual(150);
+      await auto.heal(runId, target);
+      const healed = await udpProbe("client", ip("public", 2));
+      expect(rttMs(healed.stdout)).toBeLessThan(150);
+      expect((await auto.listRun(runId)).nodes.find((n) => n.name === "lb")?.impairments).toEqual([]);
+    });
+
+    it("impair on a node started without NET_ADMIN is a NOTHING_TO_IMPAIR DriverError (netem)", async () => {
+      await expect(new DockerDriver({ docker: engine, impairer: "netem" }).impair(runId, { node: "client", network: "public", direction: "egress" }, { delayMs: 10 })).rejects.toMatchObject({
         name: "DriverError",
         code: "NOTHING_TO_IMPAIR",
       });
@@ -194,7 +210,8 @@ describe.skipIf(!canBuildBase)(`docker driver on a real engine (needs a docker e
 
     it("removeRun leaves zero containers, networks and volumes with the run's label, and is idempotent", async () => {
       const { removed } = await driver.removeRun(runId);
-      expect(removed).toBe(8);
+      // 4 networks, 4 nodes, and (kernel without sch_netem) lb's impairer sidecar, still running after heal.
+      expect(removed).toBe(netemAvailable ? 8 : 9);
       expect(await labelledObjects(runId)).toBe(0);
       expect(await driver.removeRun(runId)).toEqual({ removed: 0 });
     });

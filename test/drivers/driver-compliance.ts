@@ -20,6 +20,8 @@ export interface DriverComplianceOptions {
   skipImpairment?: string;
   image?: string;
   command: string[];
+  /** The mechanism this driver must report here (docker: netem, or userspace on a kernel without sch_netem). */
+  expectedMechanism?: "netem" | "userspace";
 }
 
 /**
@@ -129,7 +131,12 @@ export function describeDriverCompliance(name: string, makeDriver: () => Promise
       expect(applied.target).toEqual(target);
       expect(applied.spec).toEqual(spec);
       expect(["netem", "userspace"]).toContain(applied.mechanism);
+      if (opts.expectedMechanism !== undefined) expect(applied.mechanism).toBe(opts.expectedMechanism);
       expect(applied.detail.length).toBeGreaterThan(0);
+      // Live change of the same link, then heal.
+      const changed = await d.impair(runId, target, { delayMs: 5 });
+      expect(changed.spec).toEqual({ delayMs: 5 });
+      expect(changed.mechanism).toBe(applied.mechanism);
       await d.heal(runId, target);
       await d.removeRun(runId);
     });
