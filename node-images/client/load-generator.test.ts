@@ -63,6 +63,12 @@ beforeAll(async () => {
   });
   try {
     await gen.run();
+    // The last connections end with a CONNECTION_CLOSE and stay in the closing state for 3 PTO (RFC 9000
+    // §10.2) after run() returns; qmt_connections_active counts them until then. Wait for that, bounded.
+    const deadline = performance.now() + 10_000;
+    while (performance.now() < deadline && !/qmt_connections_active 0/.test(await metrics.metrics())) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
   } finally {
     metricsText = await metrics.metrics();
     await gen.close();
