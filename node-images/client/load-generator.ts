@@ -62,7 +62,22 @@ export class LoadGenerator implements AsyncDisposable {
   readonly connectionMetrics: QuicConnectionMetrics;
   private readonly live = new Map<Connection, Live>();
   private readonly due = new MinHeap<Due>((a, b) => a.at < b.at);
-  private readonly lines: ConnectionLine[] = [];
+  /**
+   * What the summary needs of each finished connection, as running totals and one number per connection for the
+   * quantiles: a finished connection's full line goes to the output and is not kept (10,000 of them would be
+   * megabytes of timelines held for the whole run).
+   */
+  private readonly totals = {
+    outcomes: { migrated: 0, fell_back: 0, stayed: 0, failed: 0 } as Record<ConnectionOutcome, number>,
+    failureReasons: {} as Record<string, number>,
+    requestLatencyP50sMs: [] as number[],
+    migrationLatenciesMs: [] as number[],
+    migrationOverRtt: [] as number[],
+    longestGapsMs: [] as number[],
+    requestsCompleted: 0,
+    requestsFailed: 0,
+    bytes: { original: 0, preferred: 0 },
+  };
   private readonly writeLine: (line: object) => void;
   private readonly rng = new SeededRandom(0x5eed);
   private readonly outcomes: Counter<"outcome">;
@@ -178,7 +193,10 @@ export class LoadGenerator implements AsyncDisposable {
       // Counted as a failed connection with the reason; the run goes on.
       this.finished++;
       this.outcomes.inc({ outcome: "failed" });
-      this.writeLine({ id, outcome: "failed", reason: `connect: ${(err as Error).message}` });
+      const reason = `connect: ${(err as Error).message}`;
+      this.totals.outcomes.failed++;
+      this.totals.failureReasons[reason] = (this.totals.failureReasons[reason] ?? 0) + 1;
+      this.writeLine({ id, outcome: "failed", reason });
       this.checkDone();
       return;
     }
@@ -321,7 +339,7 @@ export class LoadGenerator implements AsyncDisposable {
   private finish(live: Live): void {
     if (!this.live.delete(live.record.conn)) return;
     const line = live.record.toLine();
-    this.lines.push(line);
+    this.addToTotals(line);
     this.outcomes.inc({ outcome: line.outcome });
     if (line.longestGapMs !== undefined) this.disruption.observe(line.longestGapMs / 1000);
     this.writeLine(line);
@@ -333,49 +351,46 @@ export class LoadGenerator implements AsyncDisposable {
     if (this.finished >= this.config.connections && this.started >= this.config.connections) this.done?.();
   }
 
-  summary(): LoadSummary {
-    const outcomes: Record<ConnectionOutcome, number> = { migrated: 0, fell_back: 0, stayed: 0, failed: 0 };
-    const failureReasons: Record<string, number> = {};
-    const latencies: number[] = [];
-    const migration: number[] = [];
-    const overRtt: number[] = [];
-    const gaps: number[] = [];
-    const bytes = { original: 0, preferred: 0 };
-    let completed = 0;
-    let failed = 0;
-    for (const l of this.lines) {
-      outcomes[l.outcome]++;
-      if (l.outcome === "failed") failureReasons[l.reason ?? "unknown"] = (failureReasons[l.reason ?? "unknown"] ?? 0) + 1;
-      if (l.requests.latencyMs) latencies.push(l.requests.latencyMs.p50);
-      completed += l.requests.completed;
-      failed += l.requests.failed;
-      if (l.migrationLatencyMs !== undefined) {
-        migration.push(l.migrationLatencyMs);
-        if (l.rttMs) overRtt.push(l.migrationLatencyMs / l.rttMs);
-      }
-      if (l.longestGapMs !== undefined) gaps.push(l.longestGapMs);
-      bytes.original += l.bytes.original.sent + l.bytes.original.received;
-      bytes.preferred += l.bytes.preferred.sent + l.bytes.preferred.received;
+  private addToTotals(l: ConnectionLine): void {
+    const t = this.totals;
+    t.outcomes[l.outcome]++;
+    if (l.outcome === "failed") t.failureReasons[l.reason ?? "unknown"] = (t.failureReasons[l.reason ?? "unknown"] ?? 0) + 1;
+    if (l.requests.latencyMs) t.requestLatencyP50sMs.push(l.requests.latencyMs.p50);
+    t.requestsCompleted += l.requests.completed;
+    t.requestsFailed += l.requests.failed;
+    if (l.migrationLatencyMs !== undefined) {
+      t.migrationLatenciesMs.push(l.migrationLatencyMs);
+      if (l.rttMs) t.migrationOverRtt.push(l.migrationLatencyMs / l.rttMs);
     }
-    const q = (xs: number[]) => {
-      if (xs.length === 0) return undefined;
-      xs.sort((a, b) => a - b);
+    if (l.longestGapMs !== undefined) t.longestGapsMs.push(l.longestGapMs);
+    t.bytes.original += l.bytes.original.sent + l.bytes.original.received;
+    t.bytes.preferred += l.bytes.preferred.sent + l.bytes.preferred.received;
+  }
+
+  summary(): LoadSummary {
+    const t = this.totals;
+    const outcomes = { ...t.outcomes };
+    const gaps = t.longestGapsMs;
+    const q = (values: number[]) => {
+      if (values.length === 0) return undefined;
+      const xs = [...values].sort((a, b) => a - b);
       return { p50: quantile(xs, 0.5), p99: quantile(xs, 0.99) };
     };
     const g = q(gaps);
+    const max = gaps.reduce((m, x) => Math.max(m, x), -Infinity);
     const total = this.config.connections;
     return {
       event: "summary",
       connections: total,
       outcomes,
       successRate: total === 0 ? 0 : (total - outcomes.failed) / total,
-      requests: { completed, failed, latencyMs: q(latencies) },
-      migrationLatencyMs: q(migration),
-      migrationLatencyOverRtt: q(overRtt),
-      longestGapMs: g ? { ...g, max: gaps[gaps.length - 1]! } : undefined,
-      bytes,
+      requests: { completed: t.requestsCompleted, failed: t.requestsFailed, latencyMs: q(t.requestLatencyP50sMs) },
+      migrationLatencyMs: q(t.migrationLatenciesMs),
+      migrationLatencyOverRtt: q(t.migrationOverRtt),
+      longestGapMs: g ? { ...g, max } : undefined,
+      bytes: { ...t.bytes },
       durationMs: this.udp.now() - this.startAt,
-      failureReasons,
+      failureReasons: { ...t.failureReasons },
     };
   }
 

@@ -16,6 +16,13 @@ import { createCertificateAuthority, issueCertificate } from "../../node-images/
 
 export const REPO = join(import.meta.dirname, "..", "..");
 const NODE = process.execPath;
+/**
+ * V8 flags for every role process, as node-images/Dockerfile runs them. Node 24 without pointer compression
+ * lets the young generation grow to two 64 MiB semi-spaces, which a busy role fills and keeps resident: about
+ * 110 MB of RSS per process at scale for nothing live. Two 8 MiB semi-spaces cost a few per cent more CPU in
+ * scavenges (bench/scale-10k.bench.ts).
+ */
+export const ROLE_NODE_FLAGS = ["--max-semi-space-size=8"];
 
 export interface RunDir {
   dir: string;
@@ -95,7 +102,7 @@ export async function startRole(
   args: string[],
   opts: { env?: NodeJS.ProcessEnv; readyEvents?: string[]; timeoutMs?: number } = {},
 ): Promise<RoleProcess> {
-  const child = spawn(NODE, [join(REPO, "node-images", role, "main.ts"), ...args], {
+  const child = spawn(NODE, [...ROLE_NODE_FLAGS, join(REPO, "node-images", role, "main.ts"), ...args], {
     env: { ...process.env, ...opts.env },
     stdio: ["ignore", "pipe", "pipe"],
   });

@@ -486,6 +486,23 @@ export class TlsSession {
     this.emitSecret("application", "write", this.clientApplicationSecret!);
     this.clientState = "connected";
     this.complete = true;
+    this.releaseHandshakeState();
+  }
+
+  /**
+   * RFC 8446 §7.1: once both Finished are done, nothing needs the transcript or the handshake and application
+   * secrets (the connection holds the 1-RTT secrets it was given, and key updates derive from those). A session
+   * lives as long as its connection, so these would otherwise cost about 1 KB of heap and a native hash
+   * context per connection (bench/scale-10k.bench.ts).
+   */
+  private releaseHandshakeState(): void {
+    this.transcript = undefined;
+    this.keyShare = undefined;
+    this.handshakeSecretValue = undefined;
+    this.clientHandshakeSecret = undefined;
+    this.serverHandshakeSecret = undefined;
+    this.clientApplicationSecret = undefined;
+    this.serverApplicationSecret = undefined;
   }
 
   // ---- key schedule steps shared by both roles (RFC 8446 §7.1) ----
@@ -643,5 +660,6 @@ export class TlsSession {
     this.emitSecret("application", "read", this.clientApplicationSecret!);
     this.serverState = "connected";
     this.complete = true;
+    this.releaseHandshakeState();
   }
 }
