@@ -145,6 +145,16 @@ describe("control API", () => {
     expect(r.text).toContain("# TYPE qmt_control_requests_total counter");
   });
 
+  it("answers GET /healthz without a token and without details; other methods are 405; counted", async () => {
+    const r = await call(api, "GET", "/healthz", { token: null });
+    expect([r.status, r.body]).toEqual([200, { status: "ok" }]);
+    const post = await call(api, "POST", "/healthz", { token: null });
+    expect([post.status, post.body.error.code]).toEqual([405, "METHOD_NOT_ALLOWED"]);
+    const text = (await call(api, "GET", "/metrics", { token: null })).text;
+    expect(text).toMatch(/qmt_control_requests_total\{route="\/healthz",outcome="ok"\} 1/);
+    expect(text).toMatch(/qmt_control_requests_total\{route="\/healthz",outcome="METHOD_NOT_ALLOWED"\} 1/);
+  });
+
   it("refuses a token shorter than 16 characters", async () => {
     await expect(ControlApi.start({ address: { host: "127.0.0.1", port: 0 }, token: "short", routes: [] })).rejects.toThrow(/at least 16/);
   });

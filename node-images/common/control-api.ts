@@ -7,6 +7,9 @@
  * (`{"error":{"code":"MALFORMED_JSON","message":"..."}}`) and is counted in
  * `qmt_control_requests_total{route,outcome}`. The token is compared in constant time (both sides
  * hashed first, so neither the content nor the length leaks through timing).
+ *
+ * `GET /healthz` answers 200 `{"status":"ok"}` without a token and with no details: a liveness probe
+ * for the LB's health checks (node-images/lb/health-check.ts), counted like any route.
  */
 import { createHash, timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
@@ -75,6 +78,8 @@ export interface ControlApiOptions {
 }
 
 export const MIN_TOKEN_LENGTH = 16;
+/** Unauthenticated liveness route of every control API. */
+export const HEALTHZ_PATH = "/healthz";
 const DEFAULT_MAX_BODY_BYTES = 64 * 1024;
 
 /** Validate a body against a zod schema; the first issue becomes INVALID_REQUEST naming the field. */
@@ -167,6 +172,7 @@ class RequestHandler {
   async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     if (this.metrics && (await serveMetricsRequest(this.metrics, req, res))) return;
     const url = req.url ?? "/";
+    if (url.split("?")[0] === HEALTHZ_PATH) return this.healthz(req, res);
     const segments = splitPath(url.split("?")[0]!);
     const matches = this.routes.map((r) => ({ r, params: matchPath(r.segments, segments) })).filter((m) => m.params !== undefined);
     if (matches.length === 0) return this.fail(req, res, "unmatched", new ControlApiError("NOT_FOUND", `no route for ${req.method} ${url}`));
@@ -196,6 +202,16 @@ class RequestHandler {
     }
     this.count(routeLabel, "ok");
     sendJson(res, response.status ?? 200, response.body);
+  }
+
+  /** Answering at all is the signal: the process runs and its event loop turns. */
+  private healthz(req: IncomingMessage, res: ServerResponse): void {
+    if (req.method !== "GET" && req.method !== "HEAD") {
+      res.setHeader("allow", "GET, HEAD");
+      return this.fail(req, res, HEALTHZ_PATH, new ControlApiError("METHOD_NOT_ALLOWED", `${req.method} is not allowed here; use GET`));
+    }
+    this.count(HEALTHZ_PATH, "ok");
+    sendJson(res, 200, { status: "ok" });
   }
 
   private authorized(header: string | undefined): boolean {

@@ -53,6 +53,27 @@ describe("LB configuration", () => {
     expect(errorOf(() => loadLbConfig(["--config", file("good2.json", good), "--bogus"], env))).toMatch(/bogus/);
   });
 
+  it("reads health URLs and health check settings, with bounded defaults", () => {
+    const c = loadLbConfig(["--config", file("health.json", { ...good, backends: [{ ...good.backends[0], healthUrl: "http://172.20.0.11:9100/healthz" }] })], env);
+    expect(c.backends[0]!.healthUrl).toBe("http://172.20.0.11:9100/healthz");
+    expect(c.healthCheck).toEqual({ intervalMs: 1000, timeoutMs: 500, unhealthyAfter: 3, healthyAfter: 2 });
+    const d = loadLbConfig(["--config", file("health2.json", { ...good, healthCheck: { intervalMs: 200, timeoutMs: 100 } })], env);
+    expect(d.healthCheck).toEqual({ intervalMs: 200, timeoutMs: 100, unhealthyAfter: 3, healthyAfter: 2 });
+    expect(d.backends[0]!.healthUrl).toBeUndefined();
+  });
+
+  it("names the field of a bad health URL or health check setting", () => {
+    const bad = (patch: object): string => errorOf(() => loadLbConfig(["--config", file("badhealth.json", { ...good, ...patch })], env));
+    const withUrl = (healthUrl: string) => ({ backends: [{ ...good.backends[0], healthUrl }] });
+    expect(bad(withUrl("ftp://10.0.0.1/healthz"))).toMatch(/badhealth\.json: backends\[0\]\.healthUrl: expected an http URL/);
+    expect(bad(withUrl("not a url"))).toMatch(/backends\[0\]\.healthUrl: expected an http URL/);
+    expect(bad(withUrl("http://user:pw@10.0.0.1/healthz"))).toMatch(/backends\[0\]\.healthUrl/);
+    expect(bad({ healthCheck: { intervalMs: 5 } })).toMatch(/healthCheck\.intervalMs/);
+    expect(bad({ healthCheck: { unhealthyAfter: 0 } })).toMatch(/healthCheck\.unhealthyAfter/);
+    expect(bad({ healthCheck: { intervalMs: 100, timeoutMs: 500 } })).toMatch(/healthCheck\.timeoutMs: expected at most intervalMs \(100\), got 500/);
+    expect(bad({ healthCheck: { every: "1s" } })).toMatch(/healthCheck: Unrecognized key/);
+  });
+
   it("refuses to start without a token of at least 16 characters", () => {
     const p = file("good3.json", good);
     expect(errorOf(() => loadLbConfig(["--config", p], {}))).toMatch(/QMT_CONTROL_TOKEN/);

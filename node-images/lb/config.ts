@@ -8,7 +8,9 @@
  *   "tunnel": "127.0.0.10:4434",              // private address: backends receive from / reply to it
  *   "management": "127.0.0.10:9100",          // control API and /metrics
  *   "quicLb": { "configs": [{ "configId": 0, "serverIdLength": 1, "nonceLength": 7, "key": "<32 hex>" }] },
- *   "backends": [{ "id": "backend1", "serverId": "01", "address": "10.20.0.11:4434" }],
+ *   "backends": [{ "id": "backend1", "serverId": "01", "address": "10.20.0.11:4434",
+ *                  "healthUrl": "http://172.20.0.11:9100/healthz" }],   // optional, see health-check.ts
+ *   "healthCheck": { "intervalMs": 1000, "timeoutMs": 500, "unhealthyAfter": 3, "healthyAfter": 2 },
  *   "unroutableShortHeader": "hash"           // or "drop" (draft §3.1 SHOULD)
  * }
  */
@@ -18,6 +20,7 @@ import { parseArgs } from "node:util";
 import { z } from "zod";
 import type { QuicLbConfig } from "../quic/quic-lb.ts";
 import type { SocketAddress } from "../quic/path.ts";
+import { DEFAULT_HEALTH_CHECK, type HealthCheckSettings } from "./health-check.ts";
 import type { BackendSpec } from "./router.ts";
 
 export class LbConfigError extends Error {
@@ -30,13 +33,23 @@ export interface LbConfig {
   tunnel: SocketAddress;
   management: SocketAddress;
   quicLb: QuicLbConfig[];
-  backends: BackendSpec[];
+  backends: Array<BackendSpec & { healthUrl?: string }>;
+  healthCheck: HealthCheckSettings;
   unroutableShortHeader: "hash" | "drop";
   token: string;
 }
 
 const hexBytes = (what: string) => z.string().regex(/^([0-9a-fA-F]{2})+$/, `expected ${what} as hex octets like "01"`);
 const socketAddress = z.string().refine((s) => parseSocketAddress(s) !== undefined, 'expected "ip:port" like "127.0.0.10:4433" or "[::1]:4433"');
+
+/** A backend's health URL: plain HTTP (the management network has no TLS), no credentials in it. */
+export const healthUrlSchema = z
+  .string()
+  .max(2048)
+  .refine((s) => {
+    const u = URL.parse(s);
+    return u !== null && u.protocol === "http:" && u.username === "" && u.password === "" && u.hostname !== "";
+  }, 'expected an http URL like "http://172.20.0.11:9100/healthz"');
 
 const fileSchema = z.strictObject({
   vips: z.array(socketAddress).min(1).optional(),
@@ -62,9 +75,19 @@ const fileSchema = z.strictObject({
         serverId: hexBytes("the server ID"),
         address: socketAddress,
         state: z.enum(["active", "draining"]).optional(),
+        healthUrl: healthUrlSchema.optional(),
       }),
     )
     .default([]),
+  // Bounded both ways: no busy polling, and a dead backend is noticed within minutes at worst.
+  healthCheck: z
+    .strictObject({
+      intervalMs: z.number().int().min(50).max(60_000).default(DEFAULT_HEALTH_CHECK.intervalMs),
+      timeoutMs: z.number().int().min(10).max(60_000).default(DEFAULT_HEALTH_CHECK.timeoutMs),
+      unhealthyAfter: z.number().int().min(1).max(100).default(DEFAULT_HEALTH_CHECK.unhealthyAfter),
+      healthyAfter: z.number().int().min(1).max(100).default(DEFAULT_HEALTH_CHECK.healthyAfter),
+    })
+    .default(DEFAULT_HEALTH_CHECK),
   unroutableShortHeader: z.enum(["hash", "drop"]).default("hash"),
 });
 
@@ -128,6 +151,9 @@ export function loadLbConfig(argv: string[], env: NodeJS.ProcessEnv): LbConfig {
     if (q.serverIdLength !== serverIdLength) throw new LbConfigError(`${file}: quicLb.configs[${i}].serverIdLength: all configs share one server ID length (${serverIdLength})`);
     if (q.serverIdLength + q.nonceLength > 19) throw new LbConfigError(`${file}: quicLb.configs[${i}].nonceLength: server ID and nonce must sum to at most 19 octets`);
   });
+  if (c.healthCheck.timeoutMs > c.healthCheck.intervalMs) {
+    throw new LbConfigError(`${file}: healthCheck.timeoutMs: expected at most intervalMs (${c.healthCheck.intervalMs}), got ${c.healthCheck.timeoutMs}`);
+  }
   c.backends.forEach((b, i) => {
     if (b.serverId.length / 2 !== serverIdLength) throw new LbConfigError(`${file}: backends[${i}].serverId: expected ${serverIdLength} octet(s), got ${JSON.stringify(b.serverId)}`);
   });
@@ -136,7 +162,8 @@ export function loadLbConfig(argv: string[], env: NodeJS.ProcessEnv): LbConfig {
     tunnel: address("tunnel", args.tunnel, c.tunnel),
     management: address("management", args.management, c.management),
     quicLb: c.quicLb.configs.map((q) => ({ ...q, key: q.key ? Buffer.from(q.key, "hex") : undefined })),
-    backends: c.backends.map((b) => ({ id: b.id, serverId: Buffer.from(b.serverId, "hex"), address: parseSocketAddress(b.address)!, state: b.state })),
+    backends: c.backends.map((b) => ({ id: b.id, serverId: Buffer.from(b.serverId, "hex"), address: parseSocketAddress(b.address)!, state: b.state, healthUrl: b.healthUrl })),
+    healthCheck: c.healthCheck,
     unroutableShortHeader: c.unroutableShortHeader,
     token: readToken(args["token-file"], env),
   };

@@ -10,6 +10,8 @@ import { createSocket, type Socket } from "node:dgram";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { createServer as createHttpServer } from "node:http";
+import { createServer as createTcpServer } from "node:net";
 import { createInterface } from "node:readline";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { quicLbConnectionIdGenerator, type QuicLbConfig } from "../quic/quic-lb.ts";
@@ -88,7 +90,7 @@ function parseAddress(text: string): { address: string; port: number } {
   return { address: text.slice(0, i), port: Number(text.slice(i + 1)) };
 }
 
-async function startLb(configFile: string): Promise<{ child: ChildProcess; listening: Listening }> {
+async function startLb(configFile: string): Promise<{ child: ChildProcess; listening: Listening; logs: Array<Record<string, unknown>> }> {
   const child = spawn(process.execPath, [MAIN, "--config", configFile], {
     env: { ...process.env, QMT_CONTROL_TOKEN: TOKEN },
     stdio: ["ignore", "pipe", "pipe"],
@@ -96,6 +98,8 @@ async function startLb(configFile: string): Promise<{ child: ChildProcess; liste
   let stderr = "";
   child.stderr!.on("data", (c: Buffer) => (stderr += c.toString()));
   const lines = createInterface({ input: child.stdout! });
+  const logs: Array<Record<string, unknown>> = [];
+  lines.on("line", (line) => logs.push(JSON.parse(line) as Record<string, unknown>));
   const listening = await new Promise<Listening>((resolve, reject) => {
     const timeout = setTimeout(() => reject(new Error(`LB not listening within 10 s; stderr: ${stderr}`)), 10_000);
     child.once("exit", (code) => reject(new Error(`LB exited with ${code}: ${stderr}`)));
@@ -107,7 +111,7 @@ async function startLb(configFile: string): Promise<{ child: ChildProcess; liste
       }
     });
   });
-  return { child, listening };
+  return { child, listening, logs };
 }
 
 function killed(child: ChildProcess): Promise<void> {
@@ -126,7 +130,7 @@ async function control(management: string, method: string, path: string, token =
 describe("LB process over real UDP (127.0.0.0/8)", () => {
   const dir = mkdtempSync(join(tmpdir(), "qmt-lb-"));
   const sockets: Socket[] = [];
-  let lb: { child: ChildProcess; listening: Listening } | undefined;
+  let lb: Awaited<ReturnType<typeof startLb>> | undefined;
   let backends: Array<{ name: string; socket: Socket; received: number }> = [];
 
   const writeConfig = (addresses: { vip: string; tunnel: string; management: string }): string => {
@@ -229,5 +233,105 @@ describe("LB process over real UDP (127.0.0.0/8)", () => {
     expect(metrics).toMatch(/qmt_lb_drops_total\{reason="initial_too_small"\} 1/);
     expect(metrics).toMatch(/qmt_lb_drops_total\{reason="reply_from_unknown_backend"\} 1/);
     expect((await control(management, "GET", "/status")).status).toBe(200);
+  });
+});
+
+/** Wait on a condition with a deadline (no fixed sleeps). */
+async function until(what: string, condition: () => boolean | Promise<boolean>, deadlineMs = 5000): Promise<void> {
+  const deadline = performance.now() + deadlineMs;
+  while (!(await condition())) {
+    if (performance.now() > deadline) throw new Error(`not within ${deadlineMs} ms: ${what}`);
+    await new Promise((r) => setTimeout(r, 25)); // poll interval of a condition with a deadline
+  }
+}
+
+describe("LB process health checks: a backend that never answers, one with nothing listening", () => {
+  const dir = mkdtempSync(join(tmpdir(), "qmt-lb-health-"));
+  const sockets: Socket[] = [];
+  let lb: Awaited<ReturnType<typeof startLb>> | undefined;
+  let backends: Array<{ name: string; socket: Socket; received: number }> = [];
+  const healthServer = createHttpServer((_req, res) => res.writeHead(200, { "content-type": "application/json" }).end('{"status":"ok"}'));
+  /** Accepts TCP and never answers. */
+  const hungServer = createTcpServer((socket) => {
+    socket.on("error", () => undefined);
+    socket.resume();
+  });
+  const portOf = (server: { address(): unknown }): number => (server.address() as { port: number }).port;
+
+  beforeAll(async () => {
+    backends = [await startBackend("ok", "127.0.0.41", 1), await startBackend("dead", "127.0.0.42", 2), await startBackend("hung", "127.0.0.43", 3)];
+    await new Promise<void>((r) => healthServer.listen(0, "127.0.0.41", () => r()));
+    await new Promise<void>((r) => hungServer.listen(0, "127.0.0.43", () => r()));
+    const file = join(dir, "lb.json");
+    const at = (b: { socket: Socket }): string => `${b.socket.address().address}:${b.socket.address().port}`;
+    writeFileSync(
+      file,
+      JSON.stringify({
+        vips: ["127.0.0.40:0"],
+        tunnel: "127.0.0.40:0",
+        management: "127.0.0.40:0",
+        quicLb: { configs: [{ ...QUIC_LB, key: Buffer.from(QUIC_LB.key!).toString("hex") }] },
+        backends: [
+          { id: "ok", serverId: "01", address: at(backends[0]!), healthUrl: `http://127.0.0.41:${portOf(healthServer)}/healthz` },
+          // Port 9 (discard) on an address where nothing listens: connection refused.
+          { id: "dead", serverId: "02", address: at(backends[1]!), healthUrl: "http://127.0.0.42:9/healthz" },
+        ],
+        healthCheck: { intervalMs: 100, timeoutMs: 80, unhealthyAfter: 2, healthyAfter: 2 },
+      }),
+    );
+    lb = await startLb(file);
+  });
+
+  afterAll(async () => {
+    if (lb) await killed(lb.child);
+    for (const s of [...sockets, ...backends.map((b) => b.socket)]) s.close();
+    healthServer.closeAllConnections();
+    await Promise.all([healthServer, hungServer].map((s) => new Promise<void>((r) => s.close(() => r()))));
+  });
+
+  it("logs and counts the failures, keeps new Initials on the healthy backend, and stops cleanly on SIGTERM", async () => {
+    const { management } = lb!.listening;
+    // A third backend joins through the control API with a health URL that accepts and never answers.
+    const join = await fetch(`http://${management}/backends`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" },
+      body: JSON.stringify({ id: "hung", serverId: "03", address: `127.0.0.43:${backends[2]!.socket.address().port}`, healthUrl: `http://127.0.0.43:${portOf(hungServer)}/healthz` }),
+    });
+    expect(join.status).toBe(201);
+    await until("dead and hung unhealthy", () => ["dead", "hung"].every((b) => lb!.logs.some((l) => l.event === "backendUnhealthy" && l.backend === b)));
+    expect(lb!.logs.find((l) => l.event === "backendUnhealthy" && l.backend === "dead")).toMatchObject({ result: "refused", detail: expect.stringMatching(/ECONNREFUSED/), role: "lb" });
+    expect(lb!.logs.find((l) => l.event === "backendUnhealthy" && l.backend === "hung")).toMatchObject({ result: "timeout", detail: "no answer within 80 ms" });
+    expect(lb!.logs.some((l) => l.event === "backendUnhealthy" && l.backend === "ok")).toBe(false);
+
+    const vip = parseAddress(lb!.listening.vips[0]!);
+    for (let i = 0; i < 10; i++) {
+      const s = await bindUdp("127.0.0.1");
+      sockets.push(s);
+      expect((await exchange(s, initialDatagram(randomBytes(8)), vip)).split(" ")[0]).toBe("ok");
+    }
+
+    const status = JSON.parse((await control(management, "GET", "/status")).body) as { backends: Array<{ id: string; healthy: boolean; health?: { state: string; lastResult: string } }> };
+    expect(status.backends.map((b) => `${b.id}:${b.healthy}:${b.health?.lastResult}`).sort()).toEqual(["dead:false:refused", "hung:false:timeout", "ok:true:ok"]);
+    const metrics = await (await fetch(`http://${management}/metrics`)).text();
+    expect(metrics).toMatch(/^qmt_lb_health_checks_total\{result="refused"\} ([2-9]|[1-9]\d+)$/m);
+    expect(metrics).toMatch(/^qmt_lb_health_checks_total\{result="timeout"\} ([2-9]|[1-9]\d+)$/m);
+    expect(metrics).toMatch(/^qmt_lb_health_checks_total\{result="ok"\} ([2-9]|[1-9]\d+)$/m);
+    expect(metrics).toMatch(/^qmt_lb_backends\{state="unhealthy"\} 2$/m);
+    expect(metrics).toMatch(/^qmt_lb_backends\{state="active"\} 1$/m);
+
+    // Bad input on the new field is a clear 400, counted; the LB keeps running.
+    const badJoin = await fetch(`http://${management}/backends`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" },
+      body: JSON.stringify({ id: "x", serverId: "04", address: "127.0.0.44:1", healthUrl: "gopher://nowhere" }),
+    });
+    expect(badJoin.status).toBe(400);
+    expect(((await badJoin.json()) as { error: { code: string; message: string } }).error.message).toMatch(/^healthUrl: expected an http URL/);
+
+    // Shutdown with a probe to the hung backend possibly in flight: timers cleared, exit 0, promptly.
+    const exited = new Promise<number | null>((resolve) => lb!.child.once("exit", (code) => resolve(code)));
+    lb!.child.kill("SIGTERM");
+    const code = await Promise.race([exited, new Promise<string>((r) => setTimeout(() => r("still running after 5 s"), 5000))]);
+    expect(code).toBe(0);
   });
 });

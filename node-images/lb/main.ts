@@ -11,6 +11,7 @@ import { formatSocketAddress } from "../quic/path.ts";
 import { LbConfigError, loadLbConfig } from "./config.ts";
 import { lbControlRoutes } from "./control.ts";
 import { LbDataPlane } from "./data-plane.ts";
+import { HealthMonitor } from "./health-check.ts";
 import { QuicLbRouter, RouterError } from "./router.ts";
 
 function log(entry: Record<string, unknown>): void {
@@ -23,11 +24,12 @@ async function main(): Promise<void> {
   const metrics = new MetricsRegistry();
   const router = new QuicLbRouter({ configs: config.quicLb, backends: config.backends, unroutableShortHeader: config.unroutableShortHeader });
   const dataPlane = await LbDataPlane.bind({ vips: config.vips, tunnel: config.tunnel, router, metrics, socketBufferBytes: 4 * 1024 * 1024 });
+  const health = new HealthMonitor({ router, settings: config.healthCheck, metrics, log });
   const control = await ControlApi.start({
     address: { host: config.management.address, port: config.management.port },
     token: config.token,
     metrics,
-    routes: lbControlRoutes({ router, dataPlane, configs: config.quicLb, metrics, startedAtMs }),
+    routes: lbControlRoutes({ router, dataPlane, configs: config.quicLb, metrics, startedAtMs, health }),
     log,
   });
   log({
@@ -37,9 +39,11 @@ async function main(): Promise<void> {
     management: formatSocketAddress({ address: control.address.host, port: control.address.port }),
     backends: router.backends().map((b) => b.id),
   });
+  // Checks start once the routes listen to transitions (the gauge follows from the first change).
+  for (const b of config.backends) health.watch(b.id, b.healthUrl);
   const stop = async (signal: string): Promise<void> => {
     log({ event: "stopping", signal });
-    await Promise.all([control.close(), dataPlane.close()]);
+    await Promise.all([health.close(), control.close(), dataPlane.close()]);
     process.exit(0);
   };
   process.once("SIGTERM", () => void stop("SIGTERM"));

@@ -12,7 +12,9 @@
  * The hash is rendezvous (highest random weight) hashing over the active backends: an Initial and
  * its retransmissions come from one client address and so reach one backend; a backend joining or
  * leaving moves only the clients that hash to it. Draining backends are left out of the hash (no
- * new connections) but keep their CID-routed traffic.
+ * new connections) but keep their CID-routed traffic. So are backends failing their health checks
+ * (health-check.ts), unless no active backend is healthy: then the hash fails open over every
+ * active backend, as Envoy's panic threshold does, rather than refuse every new connection.
  *
  * Only the version-invariant fields are read (RFC 8999 §5): the header form bit, the version, and
  * the DCID. Version 1 specifics (Initial size, CID length limit) are checked only for version 1.
@@ -20,6 +22,7 @@
 import { configRotationOf, QuicLbCodec, UNROUTABLE_CONFIG_ID, type QuicLbConfig } from "../quic/quic-lb.ts";
 import type { SocketAddress } from "../quic/path.ts";
 
+/** Set through the control API (an operator's intent). Health is separate: `Backend.healthy`. */
 export type BackendState = "active" | "draining";
 export type RouteKind = "cid" | "hash" | "unroutable";
 
@@ -48,6 +51,8 @@ export interface Backend {
   readonly serverId: Buffer;
   readonly address: SocketAddress;
   state: BackendState;
+  /** False after failed health checks (health-check.ts): out of the hash, CID traffic continues. */
+  healthy: boolean;
   /** Precomputed per-backend seed of the rendezvous hash. */
   readonly hashSeed: number;
 }
@@ -92,7 +97,7 @@ export class QuicLbRouter {
   private readonly byId = new Map<string, Backend>();
   private readonly byServerId = new Map<string, Backend>();
   private readonly unroutableShortHeader: "hash" | "drop";
-  /** Active backends in insertion order, rebuilt on membership changes (the hash walks it per packet). */
+  /** Hash candidates in insertion order, rebuilt on membership or health changes (the hash walks it per packet). */
   private active: Backend[] = [];
 
   constructor(options: QuicLbRouterOptions) {
@@ -128,6 +133,7 @@ export class QuicLbRouter {
       serverId: Buffer.from(spec.serverId),
       address: { ...spec.address },
       state: spec.state ?? "active",
+      healthy: true,
       hashSeed: fnv1a32(Buffer.from(spec.id, "utf8"), 0x811c9dc5),
     };
     this.byId.set(backend.id, backend);
@@ -149,6 +155,19 @@ export class QuicLbRouter {
     backend.state = state;
     this.rebuildActive();
     return backend;
+  }
+
+  /** Health checks mark a backend in or out of the hash for new connections; CID routing ignores health. */
+  setHealthy(id: string, healthy: boolean): Backend {
+    const backend = this.require(id);
+    backend.healthy = healthy;
+    this.rebuildActive();
+    return backend;
+  }
+
+  /** True when every active backend is unhealthy and the hash therefore uses them all (fail open). */
+  get hashFailingOpen(): boolean {
+    return this.active.length > 0 && !this.active.some((b) => b.healthy);
   }
 
   backend(id: string): Backend | undefined {
@@ -236,7 +255,11 @@ export class QuicLbRouter {
   }
 
   private rebuildActive(): void {
-    this.active = [...this.byId.values()].filter((b) => b.state === "active");
+    const active = [...this.byId.values()].filter((b) => b.state === "active");
+    const healthy = active.filter((b) => b.healthy);
+    // Fail open: when health checks fail everywhere (a broken health URL, the checker's own network),
+    // refusing every new connection is worse than trying the backends that may still serve.
+    this.active = healthy.length > 0 ? healthy : active;
   }
 }
 
