@@ -12,7 +12,10 @@
  * Replicas: a node with `replicas: n > 1` becomes n nodes named `<name>-1` … `<name>-n`, each
  * with `replicas: 1`, so drivers only ever see single nodes.
  */
+import path from "node:path";
 import type { ImpairmentTarget } from "./drivers/driver.ts";
+import { TopologyInvalidError } from "./errors.ts";
+import { configFileEnvName, localRoleCommand, planRoleConfigs, roleDir, topologyAddressing, type RoleConfig } from "./role-config.ts";
 import type { ImpairmentSpec, NetworkSpec, NodeSpec, Topology } from "./topology/model.ts";
 
 export type DriverKind = "docker" | "local";
@@ -33,6 +36,14 @@ export interface RunPlan {
   nodes: NodeSpec[];
   /** Applied after all nodes run. */
   impairments: PlannedImpairment[];
+  /**
+   * The real roles' config files (lb, server, client nodes without a `command:`), with the
+   * topology's addresses and placeholders for secrets; `up` writes them with the driver's
+   * addresses and the run's secrets into `roleFilesDir`.
+   */
+  roles: RoleConfig[];
+  /** Where the role nodes read their files: a host path (local) or a path in the container (docker). */
+  roleFilesDir: string;
   /** Things a user should know about this plan (placeholder nodes, subnet sharing). */
   notes: string[];
 }
@@ -42,7 +53,11 @@ export function nodeIdentityEnv(runId: string, node: string, role: string): Reco
   return { QMT_RUN_ID: runId, QMT_NODE: node, QMT_ROLE: role };
 }
 
-export function planRun(topology: Topology, opts: { runId: string; driver: DriverKind }): RunPlan {
+/** Where docker role containers find their files (copied in before start). */
+export const CONTAINER_ROLE_DIR = "/run/qmt";
+
+export function planRun(topology: Topology, opts: { runId: string; driver: DriverKind; stateDir?: string }): RunPlan {
+  const roleFilesDir = opts.driver === "docker" ? CONTAINER_ROLE_DIR : roleDir(opts.stateDir ?? path.join(".cache", "runs"), opts.runId);
   const nodes: NodeSpec[] = [];
   const expandedNames = new Map<string, string[]>();
   for (const node of topology.nodes) {
@@ -65,7 +80,24 @@ export function planRun(topology: Topology, opts: { runId: string; driver: Drive
       spec: { ...link.impairment },
     })));
 
+  // The real roles' configs (lb, server, client nodes without a `command:`). A topology whose role
+  // nodes cannot be configured (no fixed address, no target) still plans, as before the roles
+  // existed: those nodes get no config, and the notes say why.
+  let roles: RoleConfig[] = [];
   const notes: string[] = [];
+  try {
+    roles = planRoleConfigs(topology.file, nodes, topology.networks, topologyAddressing, { dir: roleFilesDir, wildcardClientBind: opts.driver === "docker" });
+  } catch (error) {
+    if (!(error instanceof TopologyInvalidError)) throw error;
+    notes.push(`no role configs: ${error.message}`);
+  }
+  for (const config of roles) {
+    const node = nodes.find((n) => n.name === config.node)!;
+    // The local driver runs the role from the working tree; docker runs the image's default command
+    // (node-images/<role>/main.ts). Either way the role finds its config through QMT_<ROLE>_CONFIG_FILE.
+    if (opts.driver === "local") node.command = localRoleCommand(config.role);
+    node.env[configFileEnvName(config.role)] = path.posix.join(roleFilesDir, config.file);
+  }
   const placeholders = topology.nodes.filter((n) => n.command?.some((arg) => arg.includes("not built yet")));
   if (placeholders.length > 0) notes.push(`placeholder nodes (their role is not built yet): ${placeholders.map((n) => n.name).join(", ")}`);
   if (opts.driver === "docker") {
@@ -80,6 +112,8 @@ export function planRun(topology: Topology, opts: { runId: string; driver: Drive
     networks: topology.networks.map((n) => ({ ...n })),
     nodes,
     impairments,
+    roles,
+    roleFilesDir,
     notes,
   };
 }

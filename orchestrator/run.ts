@@ -5,11 +5,14 @@
  * `.cache/runs/current.json` so `down` and `status` find it without an id.
  */
 import { randomBytes } from "node:crypto";
-import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import type { AppliedImpairment, Driver, NetworkState, NodeState } from "./drivers/driver.ts";
 import { DriverError, RunNotFoundError } from "./errors.ts";
 import { planRun, type DriverKind, type RunPlan } from "./plan.ts";
+import { generateRoleSecrets, planRoleConfigs, removeRoleFiles, roleDir, roleFiles, serverCertificateAddresses, writeRoleFiles, type NodeAddressing } from "./role-config.ts";
+import type { NetworkSpec, NodeSpec } from "./topology/model.ts";
 import type { Topology } from "./topology/model.ts";
 import { formatDurationMs, formatRateBitsPerSecond } from "./topology/units.ts";
 import type { ImpairmentSpec } from "./topology/model.ts";
@@ -94,7 +97,8 @@ export async function up(
   opts: { runId: string; signal?: AbortSignal; onProgress?: Progress; stateDir?: string },
 ): Promise<UpResult> {
   const progress = opts.onProgress ?? (() => {});
-  const plan = planRun(topology, { runId: opts.runId, driver: driverKind(driver) });
+  const stateDir = opts.stateDir ?? defaultStateDir();
+  const plan = planRun(topology, { runId: opts.runId, driver: driverKind(driver), stateDir: path.resolve(stateDir) });
   const result: UpResult = { plan, networks: [], nodes: [], impairments: [], skippedImpairments: [] };
   await writeCurrentRun({ runId: opts.runId, driver: driver.name, topologyName: topology.name, topologyFile: topology.file, startedAt: new Date().toISOString() }, opts.stateDir);
   try {
@@ -103,6 +107,7 @@ export async function up(
       progress(`network ${network.name} (${network.kind} ${network.subnet})`);
       result.networks.push(await driver.createNetwork(opts.runId, network, opts.signal));
     }
+    await writeRunRoleFiles(plan, result.networks, stateDir);
     // Nodes start concurrently (each start is mostly waiting on the engine). Every start is
     // awaited, also after one failed, so the cleanup below never races a start still in flight.
     opts.signal?.throwIfAborted();
@@ -129,6 +134,7 @@ export async function up(
     try {
       // Not the (possibly aborted) signal: cleanup must run to the end.
       const { removed } = await driver.removeRun(opts.runId);
+      await removeRoleFiles(stateDir, opts.runId);
       progress(`removed ${removed} object(s) of run ${opts.runId}`);
       await clearCurrentRun(opts.runId, opts.stateDir);
     } catch (cleanupError) {
@@ -137,6 +143,50 @@ export async function up(
     throw error;
   }
   return result;
+}
+
+/**
+ * The role configs with the addresses the driver gave the networks and fresh secrets, written to
+ * `<stateDir>/<runId>/roles/` before any node starts (a role reads its file once, at start).
+ */
+async function writeRunRoleFiles(plan: RunPlan, networks: NetworkState[], stateDir: string): Promise<void> {
+  if (plan.roles.length === 0) return;
+  const addressing = networkAddressing(plan.networks, networks);
+  const configured = new Set(plan.roles.map((r) => r.node));
+  // As the plan saw them: the configured nodes without the command the plan gave them (local).
+  const nodes = plan.nodes.map((n) => (configured.has(n.name) ? { ...n, command: undefined } : { ...n, command: n.command ?? [] }));
+  const secrets = generateRoleSecrets(serverCertificateAddresses(nodes, plan.networks, addressing));
+  const configs = planRoleConfigs(plan.topology.file, nodes, plan.networks, addressing, { dir: plan.roleFilesDir, wildcardClientBind: plan.driver === "docker" }, secrets);
+  const files = roleFiles(configs, secrets);
+  await writeRoleFiles(roleDir(path.resolve(stateDir), plan.runId), files);
+  for (const node of plan.nodes) {
+    const config = configs.find((c) => c.node === node.name);
+    if (config === undefined) continue;
+    node.env.QMT_CONTROL_TOKEN = secrets.token;
+    if (plan.driver === "docker") {
+      // The container gets its own config and the PEMs its role reads, under plan.roleFilesDir.
+      const names = [config.file, "ca.pem", ...(config.role === "server" ? ["server.pem", "server.key"] : [])];
+      node.files = names.map((name) => ({ path: path.posix.join(plan.roleFilesDir, name), content: files.get(name)!, mode: name.endsWith(".key") ? 0o600 : 0o644 }));
+    }
+  }
+}
+
+/**
+ * A node's address as the driver placed it: the topology's own when the network kept its subnet
+ * (docker), else the same host octet in the driver's /24 (the local driver's 127.A.i.0/24, and its
+ * hidden twin for binding).
+ */
+export function networkAddressing(planned: NetworkSpec[], created: NetworkState[]): NodeAddressing {
+  const place = (node: NodeSpec, network: string, which: "published" | "bind"): string => {
+    const ipv4 = node.addresses.find((a) => a.network === network)?.ipv4;
+    const spec = planned.find((n) => n.name === network);
+    const state = created.find((n) => n.name === network);
+    if (ipv4 === undefined || spec === undefined || state === undefined) throw new DriverError("orchestrator", "DRIVER_FAILED", `node ${node.name}: no address on network ${network} to write into its role config`);
+    const subnet = which === "bind" ? (state.bindSubnet ?? state.subnet) : state.subnet;
+    if (subnet === spec.subnet) return ipv4;
+    return `${subnet.split("/")[0]!.split(".").slice(0, 3).join(".")}.${ipv4.split(".")[3]!}`;
+  };
+  return { published: (node, network) => place(node, network, "published"), bind: (node, network) => place(node, network, "bind") };
 }
 
 async function resolveRunId(runId: string | undefined, stateDir: string | undefined): Promise<string> {
@@ -151,10 +201,17 @@ export async function down(driver: Driver, runId?: string, opts: { all?: boolean
   if (opts.all === true) {
     const { removed } = await driver.removeRun(undefined, opts.signal);
     await clearCurrentRun(undefined, opts.stateDir);
+    // Role files of runs whose objects are gone (docker keeps none of its own on the host).
+    const stateDir = opts.stateDir ?? defaultStateDir();
+    for (const entry of await readdir(stateDir, { withFileTypes: true }).catch(() => [])) {
+      // A local run's dir (it has the local driver's state file) is that driver's to remove.
+      if (entry.isDirectory() && entry.name.startsWith("qmt-") && !existsSync(path.join(stateDir, entry.name, "local-state.json"))) await removeRoleFiles(stateDir, entry.name);
+    }
     return { runId: undefined, removed };
   }
   const id = await resolveRunId(runId, opts.stateDir);
   const { removed } = await driver.removeRun(id, opts.signal);
+  await removeRoleFiles(opts.stateDir ?? defaultStateDir(), id);
   await clearCurrentRun(id, opts.stateDir);
   return { runId: id, removed };
 }

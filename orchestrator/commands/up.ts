@@ -37,6 +37,9 @@ export function formatPlan(plan: RunPlan): string[] {
     lines.push(`  ${i.target.node}/${i.target.network} ${i.target.direction}: ${describeImpairment(i.spec)}`);
     for (const command of impairmentCommands(plan, i)) lines.push(`    ${command}`);
   }
+  lines.push(`role configs (in ${plan.roleFilesDir}; CA, certificate, token and keys generated at up):`);
+  if (plan.roles.length === 0) lines.push("  (none)");
+  for (const r of plan.roles) lines.push(`  ${r.node.padEnd(12)} ${r.role.padEnd(8)} ${r.file}: ${r.summary}`);
   lines.push("notes:");
   for (const note of plan.notes) lines.push(`  - ${note}`);
   return lines;
@@ -103,7 +106,7 @@ example:
     const requested = parseDriverName(values.driver);
     const topology = await loadTopology(positionals[0] ?? defaultTopologyFile());
     if (values["dry-run"] === true) {
-      const plan = planRun(topology, { runId: DRY_RUN_ID, driver: requested ?? "docker" });
+      const plan = planRun(topology, { runId: DRY_RUN_ID, driver: requested ?? "docker", stateDir: path.relative(process.cwd(), context.stateDir) || "." });
       if (values.json === true) context.out(JSON.stringify(plan, null, 2));
       else for (const line of formatPlan(plan)) context.out(line);
       return 0;

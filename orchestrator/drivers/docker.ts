@@ -164,6 +164,19 @@ export function isNetemMissing(message: string): boolean {
   return /qdisc kind is unknown|Unknown qdisc "netem"|Specified qdisc not found/i.test(message);
 }
 
+/** A node's files as a tar rooted at "/" (directories first, as tar extraction wants them). */
+function nodeFilesArchive(files: NonNullable<NodeSpec["files"]>): Buffer {
+  const dirs = new Set<string>();
+  for (const file of files) {
+    const parts = file.path.replace(/^\/+/, "").split("/");
+    for (let i = 1; i < parts.length; i++) dirs.add(`${parts.slice(0, i).join("/")}/`);
+  }
+  return ustarArchive([
+    ...[...dirs].sort().map((name) => ({ name })),
+    ...files.map((f) => ({ name: f.path.replace(/^\/+/, ""), data: Buffer.from(f.content, "utf8"), ...(f.mode !== undefined ? { mode: f.mode } : {}) })),
+  ]);
+}
+
 /** QMT_ADDR_<NETWORK> for each address the topology fixes (the local driver sets the same names). */
 function addressEnv(spec: NodeSpec): Record<string, string> {
   const env: Record<string, string> = {};
@@ -304,6 +317,11 @@ export class DockerDriver implements Driver {
         );
       }
       step("connected");
+      if (spec.files !== undefined && spec.files.length > 0) {
+        // Before start: a role reads its config once, as it starts. The container is removed with the run.
+        const archive = nodeFilesArchive(spec.files);
+        await this.#call(`copy ${spec.files.length} file(s) into ${name}`, () => container!.putArchive(archive, { path: "/" }), signal);
+      }
       await this.#call(`start ${name}`, () => container!.start(), signal);
       step("started");
       await this.#waitReady(container, name, signal);

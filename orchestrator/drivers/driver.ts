@@ -26,6 +26,11 @@ export interface NetworkState {
   subnet: string;
   /** Engine's id (docker network id; for local, the name). */
   id: string;
+  /**
+   * Where nodes bind on this network when it differs from `subnet` (the local driver's hidden
+   * twin, whose relays forward `subnet` → `bindSubnet`); a node's host part is the same in both.
+   */
+  bindSubnet?: string;
 }
 
 export interface NodeState {

@@ -468,7 +468,13 @@ function nextFreeHost(state: LocalRunState, network: string): number {
 }
 
 function toNetworkState(n: LocalNetworkRecord): NetworkState {
-  return { name: n.name, kind: n.kind, subnet: n.publishedSubnet, id: n.name };
+  return { name: n.name, kind: n.kind, subnet: n.publishedSubnet, id: n.name, bindSubnet: hiddenSubnet(n.publishedSubnet) };
+}
+
+/** 127.A.i.0/24 → 127.A.(128+i).0/24 (local-addressing.ts). */
+function hiddenSubnet(published: string): string {
+  const [a, b, c] = published.split(".");
+  return `${a}.${b}.${128 + Number(c)}.0/24`;
 }
 
 function toNodeState(n: LocalNodeRecord): NodeState {

@@ -39,6 +39,12 @@ export interface NodeSpec {
   addresses: NodeAddress[];
   /** How many replicas of a client node (each its own container/process). Default 1. */
   replicas: number;
+  /**
+   * Files the node needs before it starts (the run's role configs, CA, certificate): the docker
+   * driver copies them into the container (absolute `path`s there); the local driver's nodes read
+   * them on the host where `up` wrote them. Never from a topology file: `up` sets them.
+   */
+  files?: { path: string; content: string; mode?: number }[];
 }
 
 /** Impairment knobs, the same for `tc netem` and the userspace impairer. */

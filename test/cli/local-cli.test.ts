@@ -6,7 +6,7 @@
  * reaching the relay the foreground process runs.
  */
 import dgram from "node:dgram";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -14,6 +14,7 @@ import { execa, type ResultPromise } from "execa";
 import { afterAll, describe, expect, it } from "vitest";
 import { LocalDriver } from "../../orchestrator/drivers/local.ts";
 import { loadTopology } from "../../orchestrator/topology/load.ts";
+import { metricSum, scrape } from "../roles/role-processes.ts";
 
 const repoRoot = fileURLToPath(new URL("../..", import.meta.url));
 const cliPath = path.join(repoRoot, "orchestrator/cli.ts");
@@ -30,15 +31,30 @@ function workDir(): string {
   return dir;
 }
 
+let upAtMs = 0;
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
 /** Starts `up --driver local` in the foreground; resolves with the run id once it says it is up. */
 async function foregroundUp(cwd: string, topologyFile: string): Promise<{ child: ResultPromise; runId: string }> {
   const child = execa(process.execPath, [cliPath, "up", topologyFile, "--driver", "local"], { cwd, reject: false, timeout: 120_000 });
   let stdout = "";
   const runId = await new Promise<string>((resolve, reject) => {
+    // (upAtMs: when the run said it is up, for the time-to-first-migration number)
     child.stdout!.on("data", (chunk: Buffer) => {
       stdout += chunk.toString();
       const id = /run (qmt-[a-z0-9-]+-[0-9a-f]{6}) is up \(local\)/.exec(stdout)?.[1];
-      if (id !== undefined) resolve(id);
+      if (id !== undefined) {
+        upAtMs = performance.now();
+        resolve(id);
+      }
     });
     void child.then((result) => reject(new Error(`up ended early (exit ${result.exitCode}):\n${String(result.stderr)}`)));
   });
@@ -74,6 +90,27 @@ async function until(probe: () => Promise<boolean>, timeoutMs: number, what: str
 }
 
 describe("testbed CLI on the local driver", () => {
+  // The other shipped topologies run the same real roles: each client's connections go through the
+  // LB's VIP and move to a backend's preferred address (geo: through its impaired links).
+  it.each(["failover", "geo", "renumber"])("%s: up runs the real roles, every client migrates, Ctrl-C takes the run down", async (name) => {
+    const cwd = workDir();
+    const topologyFile = path.join(repoRoot, `topologies/${name}.yaml`);
+    const topology = await loadTopology(topologyFile);
+    const { child, runId } = await foregroundUp(cwd, topologyFile);
+    const rolesDir = path.join(cwd, ".cache", "runs", runId, "roles");
+    const management = (node: string) => (JSON.parse(readFileSync(path.join(rolesDir, `${node}.json`), "utf8")) as { management: string }).management;
+    const clients = topology.nodes.filter((n) => n.role === "client").map((n) => n.name);
+    expect(clients.length).toBeGreaterThan(0);
+    for (const client of clients) {
+      await until(async () => metricSum(await scrape(management(client)), "qmt_migrations_total", { result: "migrated" }) > 0, 30_000, `${client} to migrate`);
+      expect(metricSum(await scrape(management(client)), "qmt_migrations_total", { result: "fell_back" })).toBe(0);
+    }
+    child.kill("SIGINT");
+    const ended = await child;
+    expect(ended.exitCode, String(ended.stderr)).toBe(0);
+    expect(existsSync(rolesDir)).toBe(false);
+  }, 90_000);
+
   it("lb-bypass: up in the foreground; status --json, exec, logs, impair, heal from other processes; Ctrl-C takes the run down", async () => {
     const cwd = workDir();
     const topologyFile = path.join(repoRoot, "topologies/lb-bypass.yaml");
@@ -83,7 +120,7 @@ describe("testbed CLI on the local driver", () => {
     const shown = await cli("status", "--json");
     expect(shown.exitCode, shown.stderr).toBe(0);
     expect(shown.stderr).toContain("driver: local (the current run was started with it)");
-    const status = JSON.parse(shown.stdout) as { runId: string; networks: { name: string; subnet: string }[]; nodes: { name: string; status: string; addresses: Record<string, string> }[] };
+    const status = JSON.parse(shown.stdout) as { runId: string; networks: { name: string; subnet: string }[]; nodes: { name: string; id: string; status: string; addresses: Record<string, string> }[] };
     expect(status.runId).toBe(runId);
     expect(status.networks.map((n) => n.name)).toEqual(["public", "private", "direct", "mgmt"]);
     for (const n of status.networks) expect(n.subnet).toMatch(/^127\.\d+\.\d+\.0\/24$/);
@@ -99,19 +136,39 @@ describe("testbed CLI on the local driver", () => {
     const exec = await cli("exec", "client1", "--", "sh", "-c", 'echo "$QMT_NODE $QMT_ROLE $QMT_TARGET"');
     expect(exec.exitCode, exec.stderr).toBe(0);
     expect(exec.stdout).toBe("client1 client 203.0.113.10:443");
-    await until(async () => (await cli("logs", "lb")).stdout.includes("role lb not built yet (placeholder)"), 10_000, "the lb placeholder's log line");
+    await until(async () => /"role":"lb","event":"listening"/.test((await cli("logs", "lb")).stdout), 10_000, "the lb's listening line");
 
-    // The placeholders bind no UDP socket: the impairment waits for one, and says so.
+    // The real roles, with the configs `up` wrote: the client's handshakes go through the LB's VIP
+    // (its first Initials are routed by hash, later packets by the QUIC-LB CID), then each
+    // connection moves to its backend's preferred address on the direct network.
+    const rolesDir = path.join(cwd, ".cache", "runs", runId, "roles");
+    const management = (node: string) => (JSON.parse(readFileSync(path.join(rolesDir, `${node}.json`), "utf8")) as { management: string }).management;
+    const metric = async (node: string, name: string, labels: Record<string, string> = {}) => metricSum(await scrape(management(node)), name, labels);
+    await until(async () => (await metric("client1", "qmt_migrations_total", { result: "migrated" })) > 0, 30_000, "client1 to migrate to a preferred address");
+    const migratedAfterUpMs = performance.now() - upAtMs;
+    expect(await metric("client1", "qmt_handshakes_total", { result: "completed" })).toBeGreaterThan(0);
+    expect(await metric("lb", "qmt_lb_packets_total", { route: "hash" })).toBeGreaterThan(0);
+    expect(await metric("lb", "qmt_lb_reply_packets_total")).toBeGreaterThan(0);
+    const backendMigrations = (await metric("backend1", "qmt_migrations_total", { result: "migrated" })) + (await metric("backend2", "qmt_migrations_total", { result: "migrated" }));
+    expect(backendMigrations).toBeGreaterThan(0);
+    // The token and keys are the run's own, and owner-only.
+    expect(statSync(path.join(rolesDir, "server.key")).mode & 0o077).toBe(0);
+    console.log(`lb-bypass on the local driver: first migration ${Math.round(migratedAfterUpMs)} ms after "is up"`);
+
+    // backend1 binds its direct socket at start: the impairment lands on a relay (or, if the
+    // driver's poller has not seen the socket yet, waits for it); either way `impair` succeeds.
     const impaired = await cli("impair", "backend1", "direct", "--delay", "30ms");
     expect(impaired.exitCode, impaired.stderr).toBe(0);
     expect(impaired.stdout).toBe("backend1/direct both: delay 30ms (userspace)");
-    expect(impaired.stderr).toMatch(/deferred: no UDP socket bound/);
     expect((await cli("heal", "backend1", "direct")).exitCode).toBe(0);
+    const pids = status.nodes.map((n) => Number(n.id));
 
     child.kill("SIGINT");
     const ended = await child;
     expect(ended.exitCode, String(ended.stderr)).toBe(0);
     expect(String(ended.stderr)).toMatch(new RegExp(`run ${runId} removed \\(\\d+ objects\\)`));
+    expect(existsSync(rolesDir)).toBe(false);
+    for (const pid of pids) expect(pidAlive(pid), `node pid ${pid}`).toBe(false);
     expect((await cli("status", "--run", runId, "--json", "--driver", "local")).stdout).toContain('"nodes": []');
     const after = await cli("down", "--run", runId, "--driver", "local");
     expect(after.exitCode, after.stderr).toBe(0);

@@ -18,6 +18,7 @@ import { buildImages } from "../../orchestrator/images/build.ts";
 import { runCommand } from "../../orchestrator/images/command.ts";
 import { down, newRunId, up } from "../../orchestrator/run.ts";
 import { loadTopology } from "../../orchestrator/topology/load.ts";
+import { metricSum, waitFor } from "../roles/role-processes.ts";
 import { lockDockerEngine } from "./engine-lock.ts";
 
 const repoRoot = fileURLToPath(new URL("../..", import.meta.url));
@@ -88,6 +89,24 @@ describe.skipIf(skipReason !== undefined)(`testbed CLI on docker, lb-bypass${ski
       expect(listed.addresses).toEqual(Object.fromEntries(node.addresses.map((a) => [a.network, a.ipv4])));
     }
     expect(await labelled(runId!)).toEqual({ containers: 6 + sidecars, networks: 4, volumes: 0 });
+
+    // The real roles run with the configs `up` copied in: client1's handshakes reach the LB's VIP on
+    // public, the LB tunnels them to a backend on private, and each connection moves to its
+    // backend's direct address. Read from each role's /metrics on its mgmt address, fetched inside
+    // the node itself (`testbed exec`), as a user would without a route to mgmt.
+    const mgmtAddress = (name: string) => topology.nodes.find((n) => n.name === name)!.addresses.find((a) => a.network === "mgmt")!.ipv4!;
+    const metrics = async (name: string): Promise<string> => {
+      const fetched = await cli("exec", name, "--", "node", "-e", `fetch("http://${mgmtAddress(name)}:9100/metrics").then((r) => r.text()).then((t) => process.stdout.write(t))`);
+      expect(fetched.exitCode, fetched.stderr).toBe(0);
+      return fetched.stdout;
+    };
+    const t0 = performance.now();
+    await waitFor("client1 to migrate to a backend's preferred address", async () => metricSum(await metrics("client1"), "qmt_migrations_total", { result: "migrated" }) > 0, 60_000, 500);
+    console.log(`lb-bypass on docker: first migration ${Math.round(performance.now() - t0)} ms after "is up" was read`);
+    expect(metricSum(await metrics("client1"), "qmt_handshakes_total", { result: "completed" })).toBeGreaterThan(0);
+    expect(metricSum(await metrics("lb"), "qmt_lb_packets_total", { route: "hash" })).toBeGreaterThan(0);
+    const backendMoves = metricSum(await metrics("backend1"), "qmt_migrations_total", { result: "migrated" }) + metricSum(await metrics("backend2"), "qmt_migrations_total", { result: "migrated" });
+    expect(backendMoves).toBeGreaterThan(0);
     expect(started.stdout).toContain(`impaired client1/public both`);
     if (!netemAvailable) {
       expect(started.stdout).toContain("(userspace)");

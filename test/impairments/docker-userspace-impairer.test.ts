@@ -3,8 +3,11 @@
  * the node's network namespace, nftables steering, a seeded relay), measured between two real
  * containers: node `echo` runs a UDP echo, node `prober` sends 2,000 paced datagrams to it and
  * times the round trips on its own clock. `echo`'s egress is impaired with 50 ms ± 5 ms (normal)
- * and 2 % loss; the rise of the median round trip over the unimpaired one must be within 0.5 ms
- * of 50 ms, and the loss inside the 99 % binomial interval. The driver is told to use the userspace
+ * and 2 % loss; the rise of the median round trip over the relay with no knobs set (pass-through)
+ * must be within 0.5 ms of 50 ms, and the loss inside the 99 % binomial interval. The relay's own
+ * cost (pass-through over no relay: two more hops through nftables and a userspace socket) is a
+ * separate figure, printed and bounded (< 2 ms): netem has no such hop, so a user comparing the two
+ * mechanisms needs it. The driver is told to use the userspace
  * impairer, so this runs on kernels with sch_netem too. In the `timing` project (vitest.config.ts):
  * it measures sub-millisecond delays, so it runs alone, after the main suite.
  */
@@ -86,23 +89,30 @@ describe.skipIf(skip !== undefined)(`docker userspace impairer between two conta
     await lock?.release();
   });
 
-  it("50 ms ± 5 ms (normal) and 2 % loss on echo's egress: median round trip rises by 50 ms ± 0.5 ms, loss inside the 99 % binomial interval, real addresses kept", async () => {
+  it("50 ms ± 5 ms (normal) and 2 % loss on echo's egress: median round trip rises by 50 ms ± 0.5 ms over the relay's pass-through (relay cost < 2 ms), loss inside the 99 % binomial interval, real addresses kept", async () => {
     expect(baseline.lost).toEqual([]);
-    // reorderPercent: 0 lets jitter reorder as netem's time-sorted queue does (no order clamp, which
-    // would skew the delay distribution upwards: +3 ms on the median at one datagram per 2 ms).
-    const applied = await driver.impair(runId, target, { delayMs: 50, jitterMs: 5, jitterDistribution: "normal", lossPercent: 2, reorderPercent: 0, seed: 7 });
+    // First the relay with no knobs: what the mechanism itself costs, measured on the same path.
+    const applied = await driver.impair(runId, target, {});
     expect(applied.mechanism).toBe("userspace");
     expect(applied.detail[0]).toMatch(/^userspace impairer \(kernel lacks sch_netem\): UDP of eth\d+ \(192\.0\.2\.10\) steered through a relay/);
 
+    const passthrough = await runProbe(500);
+    expect(passthrough.lost).toEqual([]);
+    const relayCostMs = median(passthrough.rttMs) - median(baseline.rttMs);
+
     const count = 2000;
+    // reorderPercent: 0 lets jitter reorder as netem's time-sorted queue does (no order clamp, which
+    // would skew the delay distribution upwards: +3 ms on the median at one datagram per 2 ms).
+    await driver.impair(runId, target, { delayMs: 50, jitterMs: 5, jitterDistribution: "normal", lossPercent: 2, reorderPercent: 0, seed: 7 });
     const impaired = await runProbe(count);
-    const riseMs = median(impaired.rttMs) - median(baseline.rttMs);
+    const riseMs = median(impaired.rttMs) - median(passthrough.rttMs);
     const { lo, hi } = binomialInterval99(count, 0.02);
     console.log(
-      `userspace impairer over docker: baseline median RTT ${median(baseline.rttMs).toFixed(3)} ms, impaired ${median(impaired.rttMs).toFixed(3)} ms ` +
-        `(rise ${riseMs.toFixed(3)} ms, target 50), lost ${impaired.lost.length}/${count} (99 % interval [${lo}, ${hi}])`,
+      `userspace impairer over docker: median RTT without relay ${median(baseline.rttMs).toFixed(3)} ms, relay pass-through ${median(passthrough.rttMs).toFixed(3)} ms ` +
+        `(relay cost ${relayCostMs.toFixed(3)} ms), impaired ${median(impaired.rttMs).toFixed(3)} ms (rise over pass-through ${riseMs.toFixed(3)} ms, target 50), lost ${impaired.lost.length}/${count} (99 % interval [${lo}, ${hi}])`,
     );
     expect(Math.abs(riseMs - 50)).toBeLessThan(0.5);
+    expect(relayCostMs).toBeLessThan(2);
     expect(impaired.lost.length).toBeGreaterThanOrEqual(lo);
     expect(impaired.lost.length).toBeLessThanOrEqual(hi);
     // The prober sees the echo's own address and port (the relay's NAT is undone on the way out).
