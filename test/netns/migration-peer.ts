@@ -15,6 +15,7 @@
  *        --preferred 10.77.2.1:4433 --cert server.pem --key server.key.pem
  *   node test/netns/migration-peer.ts client --remote 10.77.1.1:4433 --local 10.77.0.2 --ca ca.pem \
  *        [--policy follow|ignore|validate-only] [--download BYTES] [--upload BYTES] [--keylog FILE]
+ *        [--upload-after-move] (the second half of the upload waits until the move is decided)
  *        [--connections N] [--concurrency N] [--timeout-ms MS]
  */
 import { appendFileSync, readFileSync } from "node:fs";
@@ -212,6 +213,8 @@ interface ClientOptions {
   downloadBytes: number;
   uploadBytes: number;
   keyLogFile: string | undefined;
+  /** Hold the second half of the upload until the move settled, so STREAM frames cross both paths whatever the timing. */
+  uploadAfterMove: boolean;
   timeoutMs: number;
   qlogDir: string | undefined;
 }
@@ -234,8 +237,12 @@ async function runClientConnection(index: number, o: ClientOptions): Promise<Cli
       if (streamId === undefined) return;
       conn.streamWrite(streamId, request); // 64 bytes at most: always fits the first window
     }
-    while (uploadWritten < o.uploadBytes) {
-      const n = conn.streamWrite(streamId, upload.subarray(0, Math.min(upload.length, o.uploadBytes - uploadWritten)));
+    // "none" also before the handshake has told the client whether there is a preferred address.
+    const state = conn.migration.preferredState;
+    const moveDecided = state === "moved" || state === "failed" || state === "unreachable" || state === "ignored" || (state === "none" && conn.isHandshakeConfirmed);
+    const uploadLimit = o.uploadAfterMove && !moveDecided ? Math.floor(o.uploadBytes / 2) : o.uploadBytes;
+    while (uploadWritten < uploadLimit) {
+      const n = conn.streamWrite(streamId, upload.subarray(0, Math.min(upload.length, uploadLimit - uploadWritten)));
       if (n === 0) break;
       uploadWritten += n;
     }
@@ -311,7 +318,7 @@ async function runClientConnection(index: number, o: ClientOptions): Promise<Cli
   return report;
 }
 
-async function runClient(values: Record<string, string | undefined>): Promise<boolean> {
+async function runClient(values: Record<string, string | undefined>, uploadAfterMove: boolean): Promise<boolean> {
   const policy = values.policy ?? "follow";
   if (!(POLICIES as readonly string[]).includes(policy)) throw new MigrationPeerUsageError(`--policy: expected one of ${POLICIES.join(", ")}, got "${policy}"`);
   if (values.ca === undefined || values.remote === undefined || values.local === undefined) throw new MigrationPeerUsageError("client: --remote, --local and --ca are required");
@@ -324,6 +331,7 @@ async function runClient(values: Record<string, string | undefined>): Promise<bo
     downloadBytes: parseCount("--download", values.download ?? "0"),
     uploadBytes: parseCount("--upload", values.upload ?? "0"),
     keyLogFile: values.keylog,
+    uploadAfterMove,
     timeoutMs: parseCount("--timeout-ms", values["timeout-ms"] ?? "20000"),
     qlogDir: values["qlog-dir"],
   };
@@ -347,7 +355,7 @@ async function runClient(values: Record<string, string | undefined>): Promise<bo
 const USAGE = `usage:
   node test/netns/migration-peer.ts server --listen ADDR:PORT [--listen ADDR:PORT ...] --preferred ADDR:PORT --cert FILE --key FILE [--qlog-dir DIR]
   node test/netns/migration-peer.ts client --remote ADDR:PORT --local ADDR --ca FILE [--policy follow|ignore|validate-only]
-       [--download BYTES] [--upload BYTES] [--keylog FILE] [--connections N] [--concurrency N] [--timeout-ms MS] [--qlog-dir DIR]
+       [--download BYTES] [--upload BYTES] [--keylog FILE] [--upload-after-move] [--connections N] [--concurrency N] [--timeout-ms MS] [--qlog-dir DIR]
 example:
   node test/netns/migration-peer.ts client --remote 10.77.1.1:4433 --local 10.77.0.2 --ca /tmp/certs/ca.pem --download 1000000 --upload 1000000
 `;
@@ -373,6 +381,7 @@ async function main(): Promise<void> {
       download: { type: "string" },
       upload: { type: "string" },
       keylog: { type: "string" },
+      "upload-after-move": { type: "boolean" },
       connections: { type: "string" },
       concurrency: { type: "string" },
       "timeout-ms": { type: "string" },
@@ -387,8 +396,8 @@ async function main(): Promise<void> {
     return;
   }
   if (mode === "client") {
-    const { listen: _listen, ...single } = values;
-    process.exit((await runClient(single)) ? 0 : 1);
+    const { listen: _listen, "upload-after-move": uploadAfterMove, ...single } = values;
+    process.exit((await runClient(single, uploadAfterMove === true)) ? 0 : 1);
   }
   throw new MigrationPeerUsageError(`expected mode "server" or "client", got "${mode ?? ""}"`);
 }
