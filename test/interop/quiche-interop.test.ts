@@ -192,13 +192,19 @@ describe(`quiche client → our server over UDP on 127.0.0.1${SKIP_REASON}`, () 
     expect(run.exitCode).toBe(0);
   }
 
-  /** Every connection our server accepted closed cleanly by quiche (application error 0), with the expected key updates. */
-  function expectServerConnections(server: OurStackServer, count: number, keyUpdatesLocal: number): void {
+  /**
+   * Every connection our server accepted closed cleanly by quiche (application error 0), with the expected key
+   * updates. `closeMayBeLost`: behind the lossy relay, quiche's one CONNECTION_CLOSE can be among the dropped
+   * datagrams (RFC 9000 §10.2: the server then ends the connection at its idle timeout), so a connection
+   * not closed yet passes, but one closed any other way does not.
+   */
+  function expectServerConnections(server: OurStackServer, count: number, keyUpdatesLocal: number, closeMayBeLost = false): void {
     expect(server.errors).toEqual([]);
     expect(server.connections.size).toBe(count);
     for (const [connection, served] of server.connections) {
       expectCleanConnection(connection);
       expect(served.summary).toMatchObject({ keyUpdatesLocal, keyUpdatesPeer: 0 });
+      if (closeMayBeLost && served.summary.closed === undefined) continue;
       expect(served.summary.closed).toMatchObject({ initiator: "peer", isApplication: true, errorCode: 0 });
     }
   }
@@ -240,7 +246,7 @@ describe(`quiche client → our server over UDP on 127.0.0.1${SKIP_REASON}`, () 
     const [down, up] = await Promise.all([quicheClient(relay.address.port, "download", TEN_MEGABYTES, seed), quicheClient(relay.address.port, "upload", TEN_MEGABYTES, seed + 100)]);
     expectQuicheOk(down, "download", TEN_MEGABYTES, seed);
     expectQuicheOk(up, "upload", TEN_MEGABYTES, seed + 100);
-    expectServerConnections(server, 2, 3);
+    expectServerConnections(server, 2, 3, true);
     expect([...server.connections.keys()].reduce((n, c) => n + c.stats.packetsLost, 0)).toBeGreaterThan(0);
     expectRelayDropped(relay);
     logTransfer(`quiche client → our server, ${LOSS_PERCENT} % loss, 10 MB download (concurrent with the upload)`, TEN_MEGABYTES, Number(down.result!.transferMs));
