@@ -48,7 +48,15 @@ function nonZeroSamples(text: string, name: string): Record<string, number> {
   return out;
 }
 
+/** The kernel's count of UDP datagrams dropped because a socket's receive buffer was full (all sockets of this host). */
+function udpReceiveBufferErrors(): number {
+  const lines = readFileSync("/proc/net/snmp", "utf8").split("\n").filter((l) => l.startsWith("Udp:"));
+  const names = lines[0]!.split(/\s+/);
+  return Number(lines[1]!.split(/\s+/)[names.indexOf("RcvbufErrors")]);
+}
+
 const started = performance.now();
+const rcvbufErrorsBefore = udpReceiveBufferErrors();
 progress(`starting 1 LB and 2 backends`);
 const tb = await startTestbed({ backends: 2, migrationLatencyBucketsMs: [0.2, 1, 5] });
 let client: RoleProcess | undefined;
@@ -88,11 +96,43 @@ try {
       }
     }
   };
+  // Where the memory is, per process, at the client's peak concurrency: V8 heap in use, heap reserved,
+  // memory outside the heap (Buffers, ArrayBuffers), RSS (from the roles' own prom-client process metrics).
+  const memoryAtPeak = new Map<string, { heapUsedMb: number; heapTotalMb: number; externalMb: number; rssMb: number }>();
+  const managementOf = new Map<string, string>([["lb", tb.lbManagement], ...tb.serverManagement.map((m, i) => [`server${i + 1}`, m] as [string, string]), ["client", management]]);
+  const sampleMemory = async (): Promise<void> => {
+    for (const [name, address] of managementOf) {
+      try {
+        const text = await scrape(address);
+        const mb = (metric: string) => Math.round(metricSum(text, metric) / 2 ** 20);
+        memoryAtPeak.set(name, { heapUsedMb: mb("qmt_nodejs_heap_size_used_bytes"), heapTotalMb: mb("qmt_nodejs_heap_size_total_bytes"), externalMb: mb("qmt_nodejs_external_memory_bytes"), rssMb: mb("qmt_process_resident_memory_bytes") });
+      } catch {
+        // A role already gone: its last sample stands.
+      }
+    }
+  };
+  // The longest event-loop stall each role saw (prom-client's lag max, reset at every scrape): a stalled
+  // role stops reading its sockets, and the kernel drops what overflows their receive buffers.
+  const lagMaxS = new Map<string, number>();
+  const sampleLag = async (): Promise<void> => {
+    await Promise.all(
+      [...managementOf].map(async ([name, address]) => {
+        try {
+          lagMaxS.set(name, Math.max(lagMaxS.get(name) ?? 0, metricSum(await scrape(address), "qmt_nodejs_eventloop_lag_max_seconds")));
+        } catch {
+          // Gone.
+        }
+      }),
+    );
+  };
   const exited = client.exited.then(() => true);
   for (let i = 0; i < 100_000; i++) {
     sample();
+    await sampleLag();
     try {
-      peakActive = Math.max(peakActive, metricSum(await scrape(management), "qmt_connections_active"));
+      const active = metricSum(await scrape(management), "qmt_connections_active");
+      if (active > peakActive || (active === peakActive && active > 0 && i % 5 === 0)) await sampleMemory();
+      peakActive = Math.max(peakActive, active);
     } catch {
       // The client finished and closed its management server.
     }
@@ -135,8 +175,11 @@ try {
     },
     { success_rate: ">= 0.999", rss_mb_total: "<= 1024" },
     {
-      processes: Object.fromEntries([...usage.entries()].map(([k, u]) => [k, { peakRssMb: Math.round(u.peakRssMb), cpuS: Number(u.cpuS.toFixed(1)) }])),
+      processes: Object.fromEntries([...usage.entries()].map(([k, u]) => [k, { peakRssMb: Math.round(u.peakRssMb), cpuS: Number(u.cpuS.toFixed(1)), atPeakConcurrency: memoryAtPeak.get(k) }])),
       outcomes: summary.outcomes,
+      // Host-wide (/proc/net/snmp), so it includes anything else sending UDP meanwhile: run on a quiet machine.
+      udpReceiveBufferDrops: udpReceiveBufferErrors() - rcvbufErrorsBefore,
+      eventLoopLagMaxS: Object.fromEntries([...lagMaxS].map(([k, v]) => [k, Number(v.toFixed(3))])),
       lbDrops: nonZeroSamples(lbText, "qmt_lb_drops_total"),
       serverDrops: serverTexts.map((t) => nonZeroSamples(t, "qmt_drops_total")),
       serverHandshakes: serverTexts.map((t) => nonZeroSamples(t, "qmt_handshakes_total")),
