@@ -89,7 +89,10 @@ try {
     for (const p of [tb.lb, ...tb.servers, client!]) {
       if (p.child.pid !== undefined && p.child.exitCode === null) {
         try {
-          usage.set(p.name, processUsage(p.child.pid));
+          // Peak of every sample: a process that has just exited (a zombie) has no VmHWM any more and would read 0.
+          const now = processUsage(p.child.pid);
+          const before = usage.get(p.name);
+          usage.set(p.name, { peakRssMb: Math.max(now.peakRssMb, before?.peakRssMb ?? 0), cpuS: Math.max(now.cpuS, before?.cpuS ?? 0) });
         } catch {
           // The process exited between the check and the read: its last sample stands.
         }

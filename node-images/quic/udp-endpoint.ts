@@ -14,6 +14,12 @@ import { formatSocketAddress, type PathAddress, type SocketAddress } from "./pat
 import { QlogDirectory } from "./qlog-file.ts";
 import type { Instant } from "./time.ts";
 
+
+/**
+ * Datagrams one flush sends before it yields to the event loop (a few ms of sealing and sending): receiving
+ * goes on between batches, so a burst of transmits never starves the sockets' reads.
+ */
+export const FLUSH_BATCH_DATAGRAMS = 256;
 export interface UdpEndpointOptions extends EndpointConfig {
   /** Local addresses to bind; port 0 picks a free port. */
   bind: SocketAddress[];
@@ -137,13 +143,26 @@ export class UdpEndpoint implements AsyncDisposable {
     this.scheduleFlush();
   }
 
-  /** Send what is ready, deliver events, re-arm the timer. */
+  /**
+   * Send what is ready (at most FLUSH_BATCH_DATAGRAMS, then the rest after the sockets were read again), deliver
+   * events, re-arm the timer.
+   */
   flush(): void {
     if (this.closed) return;
     const now = this.now();
-    for (let i = 0; i < 100_000; i++) {
+    let sent = 0;
+    for (;;) {
+      if (sent === FLUSH_BATCH_DATAGRAMS) {
+        // More to send: continue in the next check phase, after the poll phase has read the sockets. One flush
+        // that drained everything once ran for 1-3 s at 10,000 client connections (a timer due for thousands
+        // of them at once): the sockets were not read meanwhile and the kernel dropped what overflowed their
+        // receive buffers, which made more retransmissions due (bench/scale-10k.bench.ts, eventLoopLagMaxS).
+        this.scheduleFlush();
+        break;
+      }
       const t = this.endpoint.pollTransmit(now);
       if (!t) break;
+      sent++;
       const socket = this.socketFor(t.path.local);
       this.options.onDatagram?.("out", t.path, t.datagram.length);
       if (!socket && this.options.tunnel) {
