@@ -94,7 +94,9 @@ describe("roles on loopback: 1 LB, 2 backends, 1 client", () => {
       const lateOutput = join(tb.run.dir, "late.jsonl");
       const late = await startRole("late-client", "client", [
         "--config",
-        clientConfig(tb, { bind: ["127.0.0.31:0", "127.0.0.31:0"], connections: 20, rampPerSecond: 100, holdMs: 1000, mix: { rr: 1 }, output: lateOutput }),
+        // holdMs: each connection lives this long; 1 s was too short on a loaded CI machine (10 of 20 had not
+        // moved yet when they closed: "stayed").
+        clientConfig(tb, { bind: ["127.0.0.31:0", "127.0.0.31:0"], connections: 20, rampPerSecond: 100, holdMs: 5000, mix: { rr: 1 }, output: lateOutput }),
       ]);
       expect(await late.exited).toBe(0);
       const lateLines = readFileSync(lateOutput, "utf8").trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
