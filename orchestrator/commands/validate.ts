@@ -1,3 +1,4 @@
+import { planRun } from "../plan.ts";
 import { loadTopology } from "../topology/load.ts";
 import type { Command } from "./command.ts";
 import { expectPositionals, parseCommandArgs } from "./command.ts";
@@ -9,6 +10,10 @@ export const validateCommand: Command = {
 
 Prints "<file>: ok" and exits 0, or prints the first problem as
 "<file>:<line>:<column>: <field>: expected ..., got ..." and exits 2.
+A file that is valid but whose lb/server/client nodes cannot get the
+configs \`up\` writes for the real roles (a missing QMT_SERVER_ID, an
+address without ipv4:, ...) passes with a warning on stderr: such a node
+needs a \`command:\` of its own.
 
 example:
   npm run testbed -- validate topologies/lb-bypass.yaml`,
@@ -17,6 +22,10 @@ example:
     expectPositionals("validate", positionals, 1, 1, "topology file");
     const file = positionals[0] as string;
     const topology = await loadTopology(file);
+    // The role configs `up` would write (orchestrator/role-config.ts); pure, nothing is created.
+    for (const note of planRun(topology, { runId: "validate", driver: "local" }).notes) {
+      if (note.startsWith("no role configs")) context.err(`${file}: warning: ${note}`);
+    }
     context.out(`${file}: ok (${topology.networks.length} networks, ${topology.nodes.length} nodes, ${topology.links.length} links)`);
     return 0;
   },

@@ -1,5 +1,5 @@
 /** The real CLI, spawned with this Node: help for every command, usage errors, dry-run plans. */
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -53,6 +53,21 @@ describe("testbed CLI", () => {
       const result = await cli("validate", `topologies/${file}.yaml`);
       expect(result.exitCode, result.stderr).toBe(0);
       expect(result.stdout).toMatch(new RegExp(`^topologies/${file}\\.yaml: ok`));
+      expect(result.stderr).not.toContain("warning");
+    }
+  });
+
+  it("validate warns (exit 0) when a server node cannot get the role config up writes: QMT_SERVER_ID out of range", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "qmt-validate-"));
+    try {
+      const file = path.join(dir, "no-server-id.yaml");
+      writeFileSync(file, readFileSync(path.join(repoRoot, "topologies/lb-bypass.yaml"), "utf8").replace('QMT_SERVER_ID: "1"', 'QMT_SERVER_ID: "0"'));
+      const result = await cli("validate", file);
+      expect(result.exitCode, result.stderr).toBe(0);
+      expect(result.stdout).toContain(": ok");
+      expect(result.stderr).toMatch(/warning: no role configs: .*nodes\[backend1\]\.env\.QMT_SERVER_ID: expected an integer 1…255/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 
