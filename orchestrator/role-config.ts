@@ -16,7 +16,8 @@
  * (published) and its hidden twin (bind; the driver's relays forward published → hidden). A server
  * can only offer as preferred_address an address it listens on, so on the local driver it offers
  * its hidden direct address, and the client's migrated path bypasses the direct network's relay
- * (no impairment on it; lb-bypass impairs only client1's public side).
+ * (no impairment on it; lb-bypass impairs only client1's public side). Management (HTTP: /metrics,
+ * the control API, /healthz) binds the published mgmt address on both drivers: the relays are UDP only.
  *
  * Ports (fixed, per node address, so they are the same on both drivers): VIP = the port of the
  * client's QMT_TARGET (default 443), server direct 4433, LB↔server tunnel 4434, management 9100.
@@ -194,8 +195,9 @@ export function planRoleConfigs(
     serverIds.set(server.name, id);
   }
   const backends = servers.map((server) => {
-    // TCP: the local driver relays UDP only, so the health probe goes to where the server binds.
-    const management = `${addressing.bind(server, requireNetwork(server, kinds, "mgmt"))}:${MANAGEMENT_PORT}`;
+    // Management (HTTP over TCP) binds the published mgmt address on both drivers: the local driver's relays
+    // are UDP only and mgmt is never impaired, so the address `status` prints is where /metrics answers.
+    const management = `${addressing.published(server, requireNetwork(server, kinds, "mgmt"))}:${MANAGEMENT_PORT}`;
     return {
       id: server.name,
       serverId: serverIds.get(server.name)!,
@@ -211,7 +213,7 @@ export function planRoleConfigs(
     const config = {
       vips,
       tunnel: `${addressing.bind(lb, requireNetwork(lb, kinds, "private"))}:${TUNNEL_PORT}`,
-      management: `${addressing.bind(lb, requireNetwork(lb, kinds, "mgmt"))}:${MANAGEMENT_PORT}`,
+      management: `${addressing.published(lb, requireNetwork(lb, kinds, "mgmt"))}:${MANAGEMENT_PORT}`,
       quicLb,
       backends,
     };
@@ -235,7 +237,7 @@ export function planRoleConfigs(
       serverId: serverIds.get(server.name)!,
       direct: directs,
       tunnel: `${addressing.bind(server, requireNetwork(server, kinds, "private"))}:${TUNNEL_PORT}`,
-      management: `${addressing.bind(server, requireNetwork(server, kinds, "mgmt"))}:${MANAGEMENT_PORT}`,
+      management: `${addressing.published(server, requireNetwork(server, kinds, "mgmt"))}:${MANAGEMENT_PORT}`,
       preferredAddress: "direct",
       quicLb,
       statelessResetKey: secrets?.statelessResetKeyHex ?? PLACEHOLDER,
@@ -260,7 +262,7 @@ export function planRoleConfigs(
       serverName: SERVER_NAME,
       caFile: fileIn("ca.pem"),
       bind: [location.wildcardClientBind === true ? "0.0.0.0:0" : `${addressing.bind(client, requireNetwork(client, kinds, "public"))}:0`],
-      management: `${addressing.bind(client, requireNetwork(client, kinds, "mgmt"))}:${MANAGEMENT_PORT}`,
+      management: `${addressing.published(client, requireNetwork(client, kinds, "mgmt"))}:${MANAGEMENT_PORT}`,
       // A testbed runs until `down`: a few long-lived connections doing request/response, so the
       // migration and its metrics are there to look at for as long as the run lives.
       connections: 4,

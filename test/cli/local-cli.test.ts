@@ -144,6 +144,8 @@ describe("testbed CLI on the local driver", () => {
     const rolesDir = path.join(cwd, ".cache", "runs", runId, "roles");
     const management = (node: string) => (JSON.parse(readFileSync(path.join(rolesDir, `${node}.json`), "utf8")) as { management: string }).management;
     const metric = async (node: string, name: string, labels: Record<string, string> = {}) => metricSum(await scrape(management(node)), name, labels);
+    // /metrics answers on the mgmt address `status` prints (the local driver relays UDP only; HTTP binds there).
+    for (const node of ["lb", "backend1", "client1"]) expect(management(node)).toBe(`${status.nodes.find((n) => n.name === node)!.addresses.mgmt}:9100`);
     await until(async () => (await metric("client1", "qmt_migrations_total", { result: "migrated" })) > 0, 30_000, "client1 to migrate to a preferred address");
     const migratedAfterUpMs = performance.now() - upAtMs;
     expect(await metric("client1", "qmt_handshakes_total", { result: "completed" })).toBeGreaterThan(0);
