@@ -24,6 +24,7 @@
  * goes to `<stateRoot>/<runId>/<node>.log`. Nodes run in their own process group (detached) and are
  * stopped with SIGTERM to the group, then SIGKILL after `stopTimeoutMs`.
  */
+import { randomBytes } from "node:crypto";
 import { closeSync, existsSync, openSync, readdirSync, readFileSync } from "node:fs";
 import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
@@ -406,9 +407,14 @@ export class LocalDriver implements Driver {
       try {
         return await body(state);
       } finally {
+        // A temporary file of this writer's own: another CLI process (impair, heal) may write the same run's
+        // state at the same moment, and a shared ".tmp" made one rename fail with ENOENT (seen in CI). The
+        // rename is atomic; #lock serialises writers inside one process only (see the closing note on
+        // cross-process updates).
         const file = path.join(this.#runDir(runId), STATE_FILE);
-        await writeFile(`${file}.tmp`, JSON.stringify(state, null, 2));
-        await rename(`${file}.tmp`, file);
+        const tmp = `${file}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`;
+        await writeFile(tmp, JSON.stringify(state, null, 2));
+        await rename(tmp, file);
       }
     });
   }
