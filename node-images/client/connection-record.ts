@@ -24,7 +24,11 @@ export interface ConnectionLine {
   bytes: { original: { sent: number; received: number }; preferred: { sent: number; received: number } };
   requests: { completed: number; failed: number; latencyMs: { p50: number; p99: number; max: number } | undefined };
   longestGapMs: number | undefined;
-  /** Smoothed RTT of the active path at the end (the new path's after a move). */
+  /**
+   * Smoothed RTT of the new path when the first application data arrived on it after the move (what the
+   * migration latency is divided by); without a move, of the active path at the end. Not the RTT at the end
+   * after a move: a loaded client's closing burst inflated that to seconds (bench/scale-10k.bench.ts).
+   */
   rttMs: number | undefined;
   migrationLatencyMs: number | undefined;
 }
@@ -44,6 +48,8 @@ export class ConnectionRecord {
   readonly latenciesMs: number[] = [];
   requestsFailed = 0;
   private lastDeliveryAt: Instant | undefined;
+  /** The new path's smoothed RTT at the first delivery after the move (ConnectionLine.rttMs). */
+  private rttAfterMoveMs: number | undefined;
   longestGapMs: number | undefined;
   migrated = false;
   fellBack: string | undefined;
@@ -80,6 +86,7 @@ export class ConnectionRecord {
 
   /** Application data arrived (a response chunk or a completed response). */
   delivered(at: Instant): void {
+    if (this.migrated && this.rttAfterMoveMs === undefined && this.conn.activePath.rtt.hasSample) this.rttAfterMoveMs = this.conn.activePath.rtt.smoothedRttMs;
     if (this.lastDeliveryAt !== undefined) {
       const gap = at - this.lastDeliveryAt;
       if (this.longestGapMs === undefined || gap > this.longestGapMs) this.longestGapMs = gap;
@@ -145,7 +152,7 @@ export class ConnectionRecord {
         latencyMs: sorted.length > 0 ? { p50: round(quantile(sorted, 0.5)), p99: round(quantile(sorted, 0.99)), max: round(sorted[sorted.length - 1]!) } : undefined,
       },
       longestGapMs: this.longestGapMs === undefined ? undefined : round(this.longestGapMs),
-      rttMs: this.conn.activePath.rtt.hasSample ? round(this.conn.activePath.rtt.smoothedRttMs) : undefined,
+      rttMs: this.rttAfterMoveMs !== undefined ? round(this.rttAfterMoveMs) : this.conn.activePath.rtt.hasSample ? round(this.conn.activePath.rtt.smoothedRttMs) : undefined,
       migrationLatencyMs: tl.firstDataOnNewPath !== undefined && tl.handshakeConfirmed !== undefined ? round(tl.firstDataOnNewPath - tl.handshakeConfirmed) : undefined,
     };
   }
