@@ -124,15 +124,24 @@ export const realClock: ScheduleClock = {
   sleepUntil: (ms, signal) =>
     new Promise<void>((resolve, reject) => {
       signal?.throwIfAborted();
-      const timer = setTimeout(() => {
-        signal?.removeEventListener("abort", onAbort);
-        resolve();
-      }, Math.max(0, ms - performance.now()));
+      let timer: NodeJS.Timeout | undefined;
+      // setTimeout runs on the loop's whole-millisecond clock and can fire up to ~1 ms before `ms` on
+      // performance.now() (a CI run saw a 60 ms step at 59.17 ms): re-arm for the rest until it has passed.
+      const arm = (): void => {
+        const remaining = ms - performance.now();
+        if (remaining <= 0) {
+          signal?.removeEventListener("abort", onAbort);
+          resolve();
+          return;
+        }
+        timer = setTimeout(arm, Math.max(1, Math.ceil(remaining)));
+      };
       const onAbort = (): void => {
         clearTimeout(timer);
         reject(signal!.reason);
       };
       signal?.addEventListener("abort", onAbort, { once: true });
+      arm();
     }),
 };
 
