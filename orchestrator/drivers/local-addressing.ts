@@ -36,6 +36,11 @@ export function hiddenAddress(secondOctet: number, networkIndex: number, host: n
   return `127.${secondOctet}.${128 + networkIndex}.${host}`;
 }
 
+/** The subnet of the hidden twins: where the nodes of network `networkIndex` bind. */
+export function hiddenSubnet(secondOctet: number, networkIndex: number): string {
+  return `${hiddenAddress(secondOctet, networkIndex, 0)}/24`;
+}
+
 /** Last octet of an IPv4 address, 1…254. */
 export function hostOctet(ipv4: string): number {
   const parts = ipv4.split(".").map(Number);

@@ -33,7 +33,7 @@ import type { ImpairmentSpec, NetworkSpec, NodeSpec } from "../topology/model.ts
 import type { AppliedImpairment, Driver, ExecResult, ImpairmentTarget, NetworkState, NodeState } from "./driver.ts";
 import { DriverError } from "../errors.ts";
 import { nodeIdentityEnv } from "../plan.ts";
-import { envName, hiddenAddress, hostOctet, MAX_NETWORKS_PER_RUN, publishedAddress, publishedSubnet, runSecondOctet } from "./local-addressing.ts";
+import { envName, hiddenAddress, hiddenSubnet, hostOctet, MAX_NETWORKS_PER_RUN, publishedAddress, publishedSubnet, runSecondOctet } from "./local-addressing.ts";
 import { isOurProcess, readProcStat } from "./process-identity.ts";
 import { boundUdpSockets } from "./proc-net-udp.ts";
 import { UdpImpairer } from "../impairments/udp-impairer.ts";
@@ -131,7 +131,7 @@ export class LocalDriver implements Driver {
         network = { name: spec.name, kind: spec.kind, subnet: spec.subnet, index, publishedSubnet: publishedSubnet(state.secondOctet, index) };
         state.networks.push(network);
       }
-      return toNetworkState(network);
+      return toNetworkState(network, state.secondOctet);
     });
   }
 
@@ -233,7 +233,7 @@ export class LocalDriver implements Driver {
   async listRun(runId: string): Promise<{ networks: NetworkState[]; nodes: NodeState[] }> {
     const state = await this.#readState(runId);
     if (state === undefined) return { networks: [], nodes: [] };
-    return { networks: state.networks.map(toNetworkState), nodes: state.nodes.map(toNodeState) };
+    return { networks: state.networks.map((n) => toNetworkState(n, state.secondOctet)), nodes: state.nodes.map(toNodeState) };
   }
 
   async removeRun(runId: string | undefined, signal?: AbortSignal): Promise<{ removed: number }> {
@@ -473,14 +473,8 @@ function nextFreeHost(state: LocalRunState, network: string): number {
   throw new DriverError(DRIVER, "DRIVER_FAILED", `network ${network}: no free host address`);
 }
 
-function toNetworkState(n: LocalNetworkRecord): NetworkState {
-  return { name: n.name, kind: n.kind, subnet: n.publishedSubnet, id: n.name, bindSubnet: hiddenSubnet(n.publishedSubnet) };
-}
-
-/** 127.A.i.0/24 → 127.A.(128+i).0/24 (local-addressing.ts). */
-function hiddenSubnet(published: string): string {
-  const [a, b, c] = published.split(".");
-  return `${a}.${b}.${128 + Number(c)}.0/24`;
+function toNetworkState(n: LocalNetworkRecord, secondOctet: number): NetworkState {
+  return { name: n.name, kind: n.kind, subnet: n.publishedSubnet, id: n.name, bindSubnet: hiddenSubnet(secondOctet, n.index) };
 }
 
 function toNodeState(n: LocalNodeRecord): NodeState {
