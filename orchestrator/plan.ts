@@ -44,6 +44,8 @@ export interface RunPlan {
   roles: RoleConfig[];
   /** Where the role nodes read their files: a host path (local) or a path in the container (docker). */
   roleFilesDir: string;
+  /** Why the role nodes got no configs (also in `notes`), for `validate` and `up` to warn. */
+  roleConfigProblem?: string;
   /** Things a user should know about this plan (placeholder nodes, subnet sharing). */
   notes: string[];
 }
@@ -84,12 +86,14 @@ export function planRun(topology: Topology, opts: { runId: string; driver: Drive
   // nodes cannot be configured (no fixed address, no target) still plans, as before the roles
   // existed: those nodes get no config, and the notes say why.
   let roles: RoleConfig[] = [];
+  let roleConfigProblem: string | undefined;
   const notes: string[] = [];
   try {
     roles = planRoleConfigs(topology.file, nodes, topology.networks, topologyAddressing, { dir: roleFilesDir, wildcardClientBind: opts.driver === "docker" });
   } catch (error) {
     if (!(error instanceof TopologyInvalidError)) throw error;
-    notes.push(`no role configs: ${error.message}`);
+    roleConfigProblem = `no role configs: ${error.message}`;
+    notes.push(roleConfigProblem);
   }
   for (const config of roles) {
     const node = nodes.find((n) => n.name === config.node)!;
@@ -114,6 +118,7 @@ export function planRun(topology: Topology, opts: { runId: string; driver: Drive
     impairments,
     roles,
     roleFilesDir,
+    ...(roleConfigProblem !== undefined ? { roleConfigProblem } : {}),
     notes,
   };
 }

@@ -128,7 +128,7 @@ example:
       }
       context.err(`up ${topology.name}: run ${runId} on ${driver.name}`);
       const result = await up(topology, driver, { runId, signal: context.signal, onProgress: (line) => context.err(`  ${line}`), stateDir: context.stateDir });
-      for (const note of result.plan.notes) if (note.startsWith("no role configs")) context.err(`warning: ${note}`);
+      if (result.plan.roleConfigProblem !== undefined) context.err(`warning: ${result.plan.roleConfigProblem}`);
       if (values.json === true) context.out(JSON.stringify({ runId, networks: result.networks, nodes: result.nodes, impairments: result.impairments, skippedImpairments: result.skippedImpairments }, null, 2));
       else {
         context.out(`run ${runId} is up (${driver.name})`);

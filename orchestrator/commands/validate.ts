@@ -23,9 +23,8 @@ example:
     const file = positionals[0] as string;
     const topology = await loadTopology(file);
     // The role configs `up` would write (orchestrator/role-config.ts); pure, nothing is created.
-    for (const note of planRun(topology, { runId: "validate", driver: "local" }).notes) {
-      if (note.startsWith("no role configs")) context.err(`${file}: warning: ${note}`);
-    }
+    const { roleConfigProblem } = planRun(topology, { runId: "validate", driver: "local" });
+    if (roleConfigProblem !== undefined) context.err(`${file}: warning: ${roleConfigProblem}`);
     context.out(`${file}: ok (${topology.networks.length} networks, ${topology.nodes.length} nodes, ${topology.links.length} links)`);
     return 0;
   },
