@@ -99,45 +99,42 @@ try {
       }
     }
   };
-  // Where the memory is, per process, at the client's peak concurrency: V8 heap in use, heap reserved,
-  // memory outside the heap (Buffers, ArrayBuffers), RSS (from the roles' own prom-client process metrics).
+  // Once a second every role's /metrics is scraped once (a scrape of the client walks its 10,000 connections),
+  // and from that one text: the client's active connections; the longest event-loop stall each role saw
+  // (prom-client's lag max, reset at every scrape: a stalled role stops reading its sockets, and the kernel
+  // drops what overflows their receive buffers); and, at the client's peak concurrency, where the memory is
+  // (V8 heap in use and reserved, memory outside the heap, RSS).
   const memoryAtPeak = new Map<string, { heapUsedMb: number; heapTotalMb: number; externalMb: number; rssMb: number }>();
-  const managementOf = new Map<string, string>([["lb", tb.lbManagement], ...tb.serverManagement.map((m, i) => [`server${i + 1}`, m] as [string, string]), ["client", management]]);
-  const sampleMemory = async (): Promise<void> => {
-    for (const [name, address] of managementOf) {
-      try {
-        const text = await scrape(address);
-        const mb = (metric: string) => Math.round(metricSum(text, metric) / 2 ** 20);
-        memoryAtPeak.set(name, { heapUsedMb: mb("qmt_nodejs_heap_size_used_bytes"), heapTotalMb: mb("qmt_nodejs_heap_size_total_bytes"), externalMb: mb("qmt_nodejs_external_memory_bytes"), rssMb: mb("qmt_process_resident_memory_bytes") });
-      } catch {
-        // A role already gone: its last sample stands.
-      }
-    }
-  };
-  // The longest event-loop stall each role saw (prom-client's lag max, reset at every scrape): a stalled
-  // role stops reading its sockets, and the kernel drops what overflows their receive buffers.
   const lagMaxS = new Map<string, number>();
-  const sampleLag = async (): Promise<void> => {
+  const managementOf = new Map<string, string>([["lb", tb.lbManagement], ...tb.serverManagement.map((m, i) => [`server${i + 1}`, m] as [string, string]), ["client", management]]);
+  const scrapeRoles = async (): Promise<Map<string, string>> => {
+    const texts = new Map<string, string>();
     await Promise.all(
       [...managementOf].map(async ([name, address]) => {
         try {
-          lagMaxS.set(name, Math.max(lagMaxS.get(name) ?? 0, metricSum(await scrape(address), "qmt_nodejs_eventloop_lag_max_seconds")));
+          texts.set(name, await scrape(address));
         } catch {
-          // Gone.
+          // A role already gone (the client closes its management server when it finishes).
         }
       }),
     );
+    return texts;
   };
   const exited = client.exited.then(() => true);
   for (let i = 0; i < 100_000; i++) {
     sample();
-    await sampleLag();
-    try {
-      const active = metricSum(await scrape(management), "qmt_connections_active");
-      if (active > peakActive || (active === peakActive && active > 0 && i % 5 === 0)) await sampleMemory();
+    const texts = await scrapeRoles();
+    for (const [name, text] of texts) lagMaxS.set(name, Math.max(lagMaxS.get(name) ?? 0, metricSum(text, "qmt_nodejs_eventloop_lag_max_seconds")));
+    const clientText = texts.get("client");
+    if (clientText !== undefined) {
+      const active = metricSum(clientText, "qmt_connections_active");
+      if (active > peakActive || (active === peakActive && active > 0 && i % 5 === 0)) {
+        for (const [name, text] of texts) {
+          const mb = (metric: string) => Math.round(metricSum(text, metric) / 2 ** 20);
+          memoryAtPeak.set(name, { heapUsedMb: mb("qmt_nodejs_heap_size_used_bytes"), heapTotalMb: mb("qmt_nodejs_heap_size_total_bytes"), externalMb: mb("qmt_nodejs_external_memory_bytes"), rssMb: mb("qmt_process_resident_memory_bytes") });
+        }
+      }
       peakActive = Math.max(peakActive, active);
-    } catch {
-      // The client finished and closed its management server.
     }
     if (await Promise.race([exited, new Promise<false>((r) => setTimeout(() => r(false), 1000))])) break;
     if (i % 10 === 0) progress(`${Math.round((performance.now() - started) / 1000)} s: peak concurrent ${peakActive}`);

@@ -14,12 +14,12 @@ import { formatSocketAddress, type PathAddress, type SocketAddress } from "./pat
 import { QlogDirectory } from "./qlog-file.ts";
 import type { Instant } from "./time.ts";
 
-
 /**
  * Datagrams one flush sends before it yields to the event loop (a few ms of sealing and sending): receiving
  * goes on between batches, so a burst of transmits never starves the sockets' reads.
  */
 export const FLUSH_BATCH_DATAGRAMS = 256;
+
 export interface UdpEndpointOptions extends EndpointConfig {
   /** Local addresses to bind; port 0 picks a free port. */
   bind: SocketAddress[];
